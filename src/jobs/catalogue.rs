@@ -1,0 +1,94 @@
+//! The product's four catalogue jobs: names, descriptions and what one work
+//! item of each is. The job modules implement them.
+
+/// Name, description and work item of a catalogue job.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogueEntry {
+    /// Catalogue name.
+    pub name: &'static str,
+    /// From the product documentation ("Available Jobs").
+    pub description: &'static str,
+    /// What one work item is.
+    pub work_item: &'static str,
+}
+
+/// BILLTIME_USAGE_RATING.
+pub const BILLTIME_USAGE_RATING: CatalogueEntry = CatalogueEntry {
+    name: "BILLTIME_USAGE_RATING",
+    description: "Handles the second stage of two-pass usage rating (volume rating). The first \
+                  stage accumulates usage during the billing cycle; this job reprocesses those \
+                  usage records using the accumulator balance from the first stage.",
+    work_item: "one subscription's bill unit whose billing period ends on the business date",
+};
+
+/// SYNC_TRANSACTION.
+pub const SYNC_TRANSACTION: CatalogueEntry = CatalogueEntry {
+    name: "SYNC_TRANSACTION",
+    description: "Synchronizes monetized usage transactions with core Aria. Transactions can \
+                  synchronize multiple times per day. Including this job in the daily schedule \
+                  ensures any delta transactions synchronize with the billing application before \
+                  the job schedule closes.",
+    work_item: "one account's pending monetized usage transactions",
+};
+
+/// BILLING.
+pub const BILLING: CatalogueEntry = CatalogueEntry {
+    name: "BILLING",
+    description: "Triggers granting of allowances and accumulators for recurring services, and \
+                  applies true-up for Minimum Commitments when usage eligible for the commitment \
+                  falls below the commitment value. Creates a monetized non-usage transaction of \
+                  type TRUE-UP and synchronizes it with core Aria. Invoicing and statement \
+                  generation remain managed by core Aria.",
+    work_item: "one account whose billing anniversary falls on the business date",
+};
+
+/// SYNC_BILLING_TRANSACTIONS.
+pub const SYNC_BILLING_TRANSACTIONS: CatalogueEntry = CatalogueEntry {
+    name: "SYNC_BILLING_TRANSACTIONS",
+    description: "Sends true-up records from the Billing job to core Aria as a separate step, so \
+                  that the Billing job does not fail due to synchronization issues between Aria \
+                  Allegro and core Aria.",
+    work_item: "one TRUE_UP transaction pending synchronization",
+};
+
+/// The catalogue in the recommended schedule order.
+pub const CATALOGUE: [CatalogueEntry; 4] = [
+    BILLTIME_USAGE_RATING,
+    SYNC_TRANSACTION,
+    BILLING,
+    SYNC_BILLING_TRANSACTIONS,
+];
+
+/// A catalogue job whose implementation has not landed yet: planning fails
+/// with `JOB_NOT_AVAILABLE`, so the job goes to ERROR instead of pretending
+/// to work.
+pub struct NotYetAvailable(pub CatalogueEntry);
+
+#[async_trait::async_trait]
+impl super::JobType for NotYetAvailable {
+    fn name(&self) -> &str {
+        self.0.name
+    }
+    fn description(&self) -> &str {
+        self.0.description
+    }
+    fn work_item(&self) -> &str {
+        self.0.work_item
+    }
+    async fn plan(&self, _ctx: &super::JobContext) -> Result<super::PlanStream, super::JobError> {
+        Err(super::JobError::new(
+            "JOB_NOT_AVAILABLE",
+            format!("{} is not implemented in this build", self.0.name),
+        ))
+    }
+    async fn process(
+        &self,
+        _ctx: &super::JobContext,
+        _items: &[super::WorkItem],
+    ) -> Result<Vec<super::ItemOutcome>, super::JobError> {
+        Err(super::JobError::new(
+            "JOB_NOT_AVAILABLE",
+            format!("{} is not implemented in this build", self.0.name),
+        ))
+    }
+}

@@ -1,0 +1,148 @@
+//! Assembles and runs the gRPC server: the scheduling services, health,
+//! reflection (v1 and v1alpha), the engine's workers, and graceful shutdown.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::catalogue::CatalogueApi;
+use crate::api::configs::ConfigApi;
+use crate::api::executions::ExecutionApi;
+use crate::engine::Engine;
+use crate::jobs::JobRegistry;
+use crate::proto::v1::execution_service_server::ExecutionServiceServer;
+use crate::proto::v1::job_catalogue_service_server::JobCatalogueServiceServer;
+use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigServiceServer;
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::settings::ServeSettings;
+use crate::store::{Db, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database could not be set up.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No `DATABASE_URL` was given to a server that cannot start its own.
+    #[error("no database URL")]
+    NoDatabase,
+    /// The listen address could not be bound.
+    #[error("cannot listen: {0}")]
+    Bind(#[from] std::io::Error),
+    /// Reflection could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server that is running. Dropping it does not stop it: call
+/// [`RunningServer::shutdown`] or cancel the token it was started with.
+pub struct RunningServer {
+    /// The address it listens on (the real port when started on port 0).
+    pub addr: SocketAddr,
+    /// The engine behind it.
+    pub engine: Engine,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Asks for a graceful shutdown and waits for it: in-flight requests and
+    /// batches finish, streams end.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => panic!("server task panicked: {e}"),
+        }
+    }
+}
+
+/// Migrates the database, binds `settings.listen` and serves until
+/// `shutdown` is cancelled.
+pub async fn start(
+    settings: &ServeSettings,
+    registry: JobRegistry,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    let url = settings
+        .database_url
+        .as_deref()
+        .ok_or(ServerError::NoDatabase)?;
+    let db = Db::new(url, settings.db_pool_size)?;
+    db.migrate().await?;
+    let engine = Engine::new(db, registry, settings.engine());
+
+    let listener = TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<JobScheduleConfigServiceServer<ConfigApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ExecutionServiceServer<ExecutionApi>>()
+        .await;
+    health_reporter
+        .set_serving::<JobCatalogueServiceServer<CatalogueApi>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let workers = engine.spawn_workers(shutdown.clone());
+
+    let router = tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(JobCatalogueServiceServer::new(CatalogueApi::new(
+            engine.registry().clone(),
+        )))
+        .add_service(JobScheduleConfigServiceServer::new(ConfigApi::new(
+            engine.clone(),
+        )))
+        .add_service(ExecutionServiceServer::new(ExecutionApi::new(
+            engine.clone(),
+        )));
+
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        tracing::info!(%addr, "serving gRPC");
+        let served = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), token.cancelled())
+            .await;
+        health_reporter
+            .set_not_serving::<JobScheduleConfigServiceServer<ConfigApi>>()
+            .await;
+        tracing::info!("gRPC server stopped; waiting for engine workers to settle");
+        for worker in workers {
+            let _ = worker.await;
+        }
+        tracing::info!("engine stopped");
+        served.map_err(ServerError::from)
+    });
+
+    Ok(RunningServer {
+        addr,
+        engine,
+        shutdown,
+        task,
+    })
+}

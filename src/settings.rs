@@ -1,0 +1,70 @@
+//! Service settings, from flags or environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::EngineSettings;
+
+/// Settings of `allegro-scheduler serve`. Every flag has an environment
+/// variable twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeSettings {
+    /// Address the gRPC server listens on (port 0 picks a free port).
+    #[arg(long, env = "ALLEGRO_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL. When unset, the service starts a private PostgreSQL
+    /// cluster under `--data-dir` (the embedded default).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where the embedded PostgreSQL cluster keeps its data.
+    #[arg(long, env = "ALLEGRO_DATA_DIR", default_value = ".allegro-data")]
+    pub data_dir: PathBuf,
+    /// Port of the embedded PostgreSQL cluster (127.0.0.1 only).
+    #[arg(long, env = "ALLEGRO_EMBEDDED_PG_PORT", default_value_t = 54329)]
+    pub embedded_pg_port: u16,
+    /// Size of the database connection pool.
+    #[arg(long, env = "ALLEGRO_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// Work items per batch.
+    #[arg(long, env = "ALLEGRO_BATCH_SIZE", default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Concurrent engine workers in this process (0: serve the API only).
+    #[arg(long, env = "ALLEGRO_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+    /// Seconds a claimed batch stays with its worker before another process
+    /// may take it over.
+    #[arg(long, env = "ALLEGRO_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Milliseconds an idle worker waits before looking for work again.
+    #[arg(long, env = "ALLEGRO_POLL_MS", default_value_t = 200)]
+    pub poll_ms: u64,
+}
+
+impl ServeSettings {
+    /// Settings with defaults for everything but the database, for tests and
+    /// embedding.
+    pub fn for_database(database_url: &str) -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            database_url: Some(database_url.to_string()),
+            data_dir: PathBuf::from(".allegro-data"),
+            embedded_pg_port: 54329,
+            db_pool_size: 16,
+            batch_size: 1000,
+            workers: 4,
+            lease_secs: 30,
+            poll_ms: 200,
+        }
+    }
+
+    /// The engine's tunables.
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            batch_size: self.batch_size.max(1),
+            workers: self.workers,
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            poll_interval: Duration::from_millis(self.poll_ms.max(1)),
+        }
+    }
+}
