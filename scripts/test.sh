@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of the project against a real PostgreSQL.
+#
+# The database used: ALLEGRO_TEST_DATABASE_URL when set; else the server on
+# 127.0.0.1:5432 when it answers as user postgres without a password; else a
+# private cluster this script initialises under target/test-pg and starts on
+# 127.0.0.1:54330 (installing PostgreSQL with apt first if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib-postgres.sh
+
+answers() {
+    local bin
+    bin="$(pg_bin_dir)" || return 1
+    "$bin/psql" "$1" -tAc 'SELECT 1' >/dev/null 2>&1
+}
+
+if [ -z "${ALLEGRO_TEST_DATABASE_URL:-}" ]; then
+    ensure_pg_binaries
+    default_url="postgres://postgres@127.0.0.1:5432/postgres"
+    if answers "$default_url"; then
+        export ALLEGRO_TEST_DATABASE_URL="$default_url"
+    else
+        bin="$(pg_bin_dir)"
+        data="$PWD/target/test-pg"
+        port=54330
+        mkdir -p "$data"
+        if [ ! -f "$data/PG_VERSION" ]; then
+            [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$data"
+            as_pg_user "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 >/dev/null
+        fi
+        if ! as_pg_user "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
+            as_pg_user "$bin/pg_ctl" start -w -D "$data" -l "$data/server.log" \
+                -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300" >/dev/null
+        fi
+        export ALLEGRO_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    fi
+fi
+echo "tests use PostgreSQL at $ALLEGRO_TEST_DATABASE_URL"
+cargo test --locked --all-targets "$@"

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, a real PostgreSQL (a database per test,
+//! copied from a migrated template) and the real gRPC server on a real
+//! socket.
+
+mod configs;
+mod support;

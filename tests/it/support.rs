@@ -1,0 +1,271 @@
+//! Shared test fixtures: databases copied from a migrated template, servers
+//! on port 0, clients.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use allegro_scheduler::jobs::JobRegistry;
+use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::server::{self, RunningServer};
+use allegro_scheduler::settings::ServeSettings;
+use pb::execution_service_client::ExecutionServiceClient;
+use pb::job_catalogue_service_client::JobCatalogueServiceClient;
+use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// The admin URL of the test PostgreSQL server.
+pub fn admin_url() -> String {
+    std::env::var("ALLEGRO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// `admin_url` with another database name.
+pub fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{database}")
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL (see scripts/test.sh)");
+    tokio::spawn(conn);
+    client
+}
+
+/// Name of the template database for the current migrations: a new set of
+/// migrations gets a new template.
+fn template_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut entries: Vec<_> = walk(&dir);
+        entries.sort();
+        let mut hasher = Sha256::new();
+        for path in entries {
+            hasher.update(path.to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(&path).unwrap());
+        }
+        let digest = hasher.finalize();
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("allegro_tpl_{hex}")
+    })
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+static TEMPLATE: OnceCell<()> = OnceCell::const_new();
+
+async fn ensure_template() {
+    TEMPLATE
+        .get_or_init(|| async {
+            let admin = admin_client().await;
+            // Serialise template creation across test processes.
+            admin
+                .execute("SELECT pg_advisory_lock(7431002)", &[])
+                .await
+                .unwrap();
+            let tpl = template_name();
+            let exists = admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&tpl])
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                // Old templates and leftover test databases of earlier runs.
+                let stale = admin
+                    .query(
+                        "SELECT datname FROM pg_database WHERE datname LIKE 'allegro_tpl_%' \
+                         OR datname LIKE 'allegro_test_%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                for row in stale {
+                    let name: String = row.get(0);
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+                let building = format!("{tpl}_building");
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {building}"))
+                    .await
+                    .unwrap();
+                allegro_scheduler::store::run_migrations(&url_for(&building))
+                    .await
+                    .expect("migrate template");
+                admin
+                    .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {tpl}"))
+                    .await
+                    .unwrap();
+            }
+            admin
+                .execute("SELECT pg_advisory_unlock(7431002)", &[])
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+/// A fresh, migrated database for one test; its URL.
+pub async fn fresh_database() -> String {
+    ensure_template().await;
+    let name = format!("allegro_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = admin_client().await;
+    let mut tries = 0;
+    loop {
+        match admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} TEMPLATE {}",
+                template_name()
+            ))
+            .await
+        {
+            Ok(()) => break,
+            // Another session copying the template at the same instant.
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    url_for(&name)
+}
+
+/// A test's server, its database and clients.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub database_url: String,
+    pub channel: Channel,
+    shutdown: CancellationToken,
+}
+
+/// Settings for a test server on `database_url`: quick polling so tests do
+/// not wait on idle workers.
+pub fn test_settings(database_url: &str) -> ServeSettings {
+    let mut s = ServeSettings::for_database(database_url);
+    s.poll_ms = 20;
+    s.batch_size = 50;
+    s.workers = 2;
+    s.db_pool_size = 8;
+    s
+}
+
+impl TestServer {
+    /// A server with the catalogue jobs on a fresh database.
+    pub async fn start() -> Self {
+        let url = fresh_database().await;
+        Self::start_with(test_settings(&url), JobRegistry::catalogue()).await
+    }
+
+    /// A server with these settings and job types.
+    pub async fn start_with(settings: ServeSettings, registry: JobRegistry) -> Self {
+        let shutdown = CancellationToken::new();
+        let server = server::start(&settings, registry, shutdown.clone())
+            .await
+            .expect("server starts");
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to server");
+        Self {
+            database_url: settings.database_url.clone().unwrap(),
+            server,
+            channel,
+            shutdown,
+        }
+    }
+
+    pub fn configs(&self) -> JobScheduleConfigServiceClient<Channel> {
+        JobScheduleConfigServiceClient::new(self.channel.clone())
+    }
+
+    pub fn executions(&self) -> ExecutionServiceClient<Channel> {
+        ExecutionServiceClient::new(self.channel.clone())
+    }
+
+    pub fn catalogue(&self) -> JobCatalogueServiceClient<Channel> {
+        JobCatalogueServiceClient::new(self.channel.clone())
+    }
+
+    /// Graceful shutdown.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.wait().await.expect("clean shutdown");
+    }
+}
+
+/// A valid configuration of `name`, DAILY, with the given job types.
+pub fn daily(name: &str, jobs: &[&str]) -> pb::JobScheduleConfig {
+    pb::JobScheduleConfig {
+        name: name.to_string(),
+        frequency: pb::Frequency::Daily as i32,
+        jobs: jobs
+            .iter()
+            .map(|j| pb::JobSpec {
+                job_type: j.to_string(),
+                manual: false,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The same as [`daily`] but SCHEDULED.
+pub fn scheduled(name: &str, jobs: &[&str]) -> pb::JobScheduleConfig {
+    pb::JobScheduleConfig {
+        frequency: pb::Frequency::Scheduled as i32,
+        ..daily(name, jobs)
+    }
+}
+
+/// The field violations of an INVALID_ARGUMENT status, as field names.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "expected INVALID_ARGUMENT, got {status:?}"
+    );
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// The `ErrorInfo.reason` of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
