@@ -97,3 +97,112 @@ pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
         update_time: Some(timestamp(config.update_time)),
     }
 }
+
+use crate::domain::event::ActionRecord;
+use crate::domain::execution::{Counts, ExecutionPhase, JobPhase, Status};
+use crate::store::executions::LoadedExecution;
+
+/// The proto status of a domain status.
+pub fn status(s: Status) -> pb::Status {
+    match s {
+        Status::Pending => pb::Status::Pending,
+        Status::Completed => pb::Status::Completed,
+        Status::Error => pb::Status::Error,
+    }
+}
+
+/// The proto phase of an execution phase.
+pub fn execution_phase(p: ExecutionPhase) -> pb::ExecutionPhase {
+    match p {
+        ExecutionPhase::NotStarted => pb::ExecutionPhase::NotStarted,
+        ExecutionPhase::Running => pb::ExecutionPhase::Running,
+        ExecutionPhase::AwaitingTrigger => pb::ExecutionPhase::AwaitingTrigger,
+        ExecutionPhase::PausedByWindow => pb::ExecutionPhase::PausedByWindow,
+        ExecutionPhase::StoppedOnError => pb::ExecutionPhase::StoppedOnError,
+        ExecutionPhase::Done => pb::ExecutionPhase::Done,
+        ExecutionPhase::Cancelling => pb::ExecutionPhase::Cancelling,
+        ExecutionPhase::Missed => pb::ExecutionPhase::Missed,
+    }
+}
+
+/// The proto phase of a job phase.
+pub fn job_phase(p: JobPhase) -> pb::JobPhase {
+    match p {
+        JobPhase::Waiting => pb::JobPhase::Waiting,
+        JobPhase::AwaitingTrigger => pb::JobPhase::AwaitingTrigger,
+        JobPhase::Planning => pb::JobPhase::Planning,
+        JobPhase::Running => pb::JobPhase::Running,
+        JobPhase::PausedByWindow => pb::JobPhase::PausedByWindow,
+        JobPhase::Done => pb::JobPhase::Done,
+    }
+}
+
+/// Proto counts of domain counters.
+pub fn counts(c: Counts) -> pb::JobCounts {
+    pb::JobCounts {
+        total: c.total.max(0) as u64,
+        pending: c.pending().max(0) as u64,
+        processed: c.processed.max(0) as u64,
+        error: c.errored.max(0) as u64,
+    }
+}
+
+/// The proto message of an execution with its jobs.
+pub fn execution(e: &LoadedExecution) -> pb::Execution {
+    pb::Execution {
+        execution_id: e.row.execution_id.to_string(),
+        client_id: e.row.client_id.clone(),
+        config_id: e.row.config_id.to_string(),
+        config_name: e.row.config_name.clone(),
+        business_date: e.row.business_date.to_string(),
+        status: status(e.state.status) as i32,
+        phase: execution_phase(e.state.phase) as i32,
+        jobs: e
+            .state
+            .jobs
+            .iter()
+            .zip(e.jobs.iter())
+            .map(|(job, row)| pb::JobRun {
+                position: job.position,
+                job_type: job.job_type.clone(),
+                manual: job.manual,
+                status: status(job.status) as i32,
+                phase: job_phase(job.phase) as i32,
+                counts: Some(counts(job.counts)),
+                start_time: row.start_time.map(timestamp),
+                end_time: row.end_time.map(timestamp),
+            })
+            .collect(),
+        create_time: Some(timestamp(e.row.create_time)),
+        start_time: e.row.start_time.map(timestamp),
+        end_time: e.row.end_time.map(timestamp),
+        automatic: e.row.automatic,
+    }
+}
+
+/// The proto action kind of a stored kind name.
+pub fn action_kind(kind: &str) -> pb::ActionKind {
+    match kind {
+        "CREATE" => pb::ActionKind::ActionCreate,
+        "RECREATE" => pb::ActionKind::ActionRecreate,
+        "PROCESS" => pb::ActionKind::ActionProcess,
+        "REPROCESS" => pb::ActionKind::ActionReprocess,
+        "RESET" => pb::ActionKind::ActionReset,
+        "TRIGGER_JOB" => pb::ActionKind::ActionTriggerJob,
+        "RETRY_JOB" => pb::ActionKind::ActionRetryJob,
+        _ => pb::ActionKind::Unspecified,
+    }
+}
+
+/// The proto message of a recorded action.
+pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
+    pb::ExecutionAction {
+        action_id: a.action_id,
+        kind: action_kind(&a.kind) as i32,
+        actor: a.actor.clone(),
+        reason: a.reason.clone(),
+        job_position: a.job_position,
+        outcome: a.outcome.clone(),
+        time: Some(timestamp(a.time)),
+    }
+}

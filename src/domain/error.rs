@@ -78,6 +78,12 @@ fn describe(violations: &[FieldViolation]) -> String {
         .join("; ")
 }
 
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::Store(StoreError::Query(e))
+    }
+}
+
 impl Error {
     /// A single-field INVALID_ARGUMENT.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {

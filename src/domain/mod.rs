@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod error;
+pub mod event;
+pub mod execution;
 pub mod time_of_day;
 
 pub use error::{Error, FieldViolation};

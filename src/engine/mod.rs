@@ -1,14 +1,25 @@
-//! The runtime: executes the actions on executions, plans work items, claims
-//! batches under a lease and advances executions job by job.
+//! The runtime: carries out the actions on executions ([`actions`]), and
+//! runs the workers ([`worker`]) that plan work items, claim batches under a
+//! lease and advance executions job by job.
 
-use std::sync::Arc;
+pub mod actions;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::NaiveDate;
+use diesel_async::AsyncConnection;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::domain::event::{changes, EventBody};
 use crate::domain::Error;
 use crate::jobs::JobRegistry;
-use crate::store::{configs, Db};
+use crate::store::events::{self, EventTarget};
+use crate::store::executions::{self, LoadedExecution};
+use crate::store::{configs, work, Db};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -35,11 +46,21 @@ impl Default for EngineSettings {
     }
 }
 
+/// Immutable facts about a job run, cached by workers.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRunFacts {
+    pub position: u32,
+    pub job_type: String,
+    pub target: EventTarget,
+}
+
 struct Inner {
     db: Db,
     registry: JobRegistry,
     settings: EngineSettings,
     worker_id: Uuid,
+    wake: Notify,
+    facts: Mutex<HashMap<i64, JobRunFacts>>,
 }
 
 /// Handle on the engine; cheap to clone.
@@ -57,6 +78,8 @@ impl Engine {
                 registry,
                 settings,
                 worker_id: Uuid::new_v4(),
+                wake: Notify::new(),
+                facts: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -81,25 +104,123 @@ impl Engine {
         self.inner.worker_id
     }
 
+    /// Wakes idle workers: new work may be claimable.
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
     /// Starts this process's worker tasks; they stop when `shutdown` is
-    /// cancelled, after finishing the batch in hand.
+    /// cancelled, after settling the batch in hand.
     pub fn spawn_workers(
         &self,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let _ = shutdown;
-        Vec::new()
+        (0..self.settings().workers)
+            .map(|index| tokio::spawn(worker::run(self.clone(), shutdown.clone(), index)))
+            .collect()
     }
 
-    /// Deletes a configuration and its executions.
+    /// Runs one step of work if any is claimable: plans a job or processes
+    /// a batch. Returns whether it did something. Workers loop on this;
+    /// tests and benchmarks may call it directly.
+    pub async fn work_once(&self) -> Result<bool, Error> {
+        worker::work_once(self).await
+    }
+
+    /// Deletes a configuration and its executions. Refused while one of its
+    /// executions has work in flight.
     pub async fn delete_config(&self, client: &str, config_id: Uuid) -> Result<(), Error> {
         let mut conn = self.db().conn().await?;
-        if !configs::delete(&mut conn, client, config_id).await? {
-            return Err(Error::NotFound {
-                resource: "job schedule config",
-                id: config_id.to_string(),
-            });
-        }
-        Ok(())
+        let client = client.to_string();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            if executions::config_has_running(conn, config_id).await? {
+                return Err(Error::precondition(
+                    "EXECUTION_RUNNING",
+                    "an execution of this configuration is running; wait for it, or reset \
+                         it with cancel_in_flight, then delete",
+                ));
+            }
+            let runs = executions::job_run_ids_of_config(conn, config_id).await?;
+            work::discard(conn, &runs).await?;
+            if !configs::delete(conn, &client, config_id).await? {
+                return Err(Error::NotFound {
+                    resource: "job schedule config",
+                    id: config_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
     }
+
+    /// Reads an execution without locking.
+    pub async fn get_execution(
+        &self,
+        client: &str,
+        config_id: Uuid,
+        date: NaiveDate,
+    ) -> Result<LoadedExecution, Error> {
+        let mut conn = self.db().conn().await?;
+        executions::load(&mut conn, client, config_id, date, false)
+            .await?
+            .ok_or_else(|| not_found(config_id, date))
+    }
+
+    pub(crate) fn facts(&self, job_run_id: i64) -> Option<JobRunFacts> {
+        self.inner
+            .facts
+            .lock()
+            .expect("facts lock")
+            .get(&job_run_id)
+            .cloned()
+    }
+
+    pub(crate) fn remember(&self, job_run_id: i64, facts: JobRunFacts) {
+        let mut map = self.inner.facts.lock().expect("facts lock");
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(job_run_id, facts);
+    }
+
+    async fn idle(&self, shutdown: &tokio_util::sync::CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.inner.wake.notified() => {}
+            _ = tokio::time::sleep(self.settings().poll_interval) => {}
+        }
+    }
+}
+
+/// NOT_FOUND for an execution.
+pub(crate) fn not_found(config_id: Uuid, date: NaiveDate) -> Error {
+    Error::NotFound {
+        resource: "execution",
+        id: format!("of config {config_id} for {date}"),
+    }
+}
+
+/// The event target of an execution.
+pub(crate) fn target_of(loaded: &LoadedExecution) -> EventTarget {
+    EventTarget {
+        client_id: loaded.row.client_id.clone(),
+        execution_id: loaded.row.execution_id,
+        config_id: loaded.row.config_id,
+        business_date: loaded.row.business_date,
+    }
+}
+
+/// Saves a transition and writes its events (plus `extra`), in the caller's
+/// transaction.
+pub(crate) async fn save_transition(
+    conn: &mut diesel_async::AsyncPgConnection,
+    loaded: &LoadedExecution,
+    after: &crate::domain::execution::ExecutionState,
+    extra: Vec<EventBody>,
+) -> Result<(), Error> {
+    executions::save(conn, loaded, after).await?;
+    let mut bodies = changes(&loaded.state, after);
+    bodies.extend(extra);
+    events::append(conn, &target_of(loaded), &bodies).await?;
+    Ok(())
 }

@@ -2,7 +2,10 @@
 //! connection; functions take a connection so callers choose the transaction.
 
 pub mod configs;
+pub mod events;
+pub mod executions;
 pub mod schema;
+pub mod work;
 
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;

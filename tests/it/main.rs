@@ -3,4 +3,6 @@
 //! socket.
 
 mod configs;
+mod executions;
 mod support;
+mod test_jobs;

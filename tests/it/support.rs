@@ -184,6 +184,7 @@ impl TestServer {
 
     /// A server with these settings and job types.
     pub async fn start_with(settings: ServeSettings, registry: JobRegistry) -> Self {
+        init_tracing();
         let shutdown = CancellationToken::new();
         let server = server::start(&settings, registry, shutdown.clone())
             .await
@@ -268,4 +269,17 @@ pub fn reason(status: &tonic::Status) -> String {
         .get_details_error_info()
         .map(|i| i.reason)
         .unwrap_or_default()
+}
+
+/// Logs of the servers under test, when `RUST_LOG` asks for them.
+pub fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var("RUST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }

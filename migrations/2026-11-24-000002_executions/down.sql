@@ -1,0 +1,9 @@
+DROP TABLE execution_events;
+DROP TABLE client_event_sequences;
+DROP TABLE execution_actions;
+DROP TABLE job_run_error_counts;
+DROP TABLE work_item_errors;
+DROP TABLE batches;
+DROP TABLE work_items;
+DROP TABLE job_runs;
+DROP TABLE executions;

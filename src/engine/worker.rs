@@ -1,0 +1,452 @@
+//! The worker loop: plan a job, or claim a batch, process it and settle it;
+//! advance executions whose job just settled.
+
+use std::panic::AssertUnwindSafe;
+
+use diesel_async::AsyncConnection;
+use futures_util::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{save_transition, Engine, JobRunFacts};
+use crate::domain::event::EventBody;
+use crate::domain::execution::{Counts, JobPhase};
+use crate::domain::Error;
+use crate::jobs::{ItemOutcome, JobContext, JobError, PlannedItem};
+use crate::store::events::{self, EventTarget};
+use crate::store::executions;
+use crate::store::work::{self, BatchErrors, ClaimedBatch, PlanClaim};
+
+/// A whole-batch failure is retried this many times before its items are
+/// errored with the failure's code.
+const MAX_BATCH_ATTEMPTS: i32 = 3;
+/// Planned items are inserted in statements of at most this many rows.
+const INSERT_CHUNK: usize = 10_000;
+/// Plans larger than this refresh planner statistics afterwards.
+const ANALYZE_AFTER: i32 = 20_000;
+
+/// One worker task: loops until `shutdown`, finishing the batch in hand.
+pub(super) async fn run(engine: Engine, shutdown: CancellationToken, index: usize) {
+    let mut idle_rounds = 0u32;
+    while !shutdown.is_cancelled() {
+        match work_once(&engine).await {
+            Ok(true) => {
+                idle_rounds = 0;
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(worker = index, error = %e, "worker step failed"),
+        }
+        idle_rounds += 1;
+        // One worker per process sweeps for executions a dead settler left
+        // un-advanced, every few idle rounds.
+        if index == 0 && idle_rounds % 5 == 1 {
+            if let Err(e) = reconcile(&engine).await {
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+        }
+        engine.idle(&shutdown).await;
+    }
+    tracing::debug!(worker = index, "worker stopped");
+}
+
+/// Plans one job or processes one batch; whether there was work.
+pub(super) async fn work_once(engine: &Engine) -> Result<bool, Error> {
+    let lease = engine.settings().lease.as_secs_f64();
+    let mut conn = engine.db().conn().await?;
+    if let Some(claim) = work::claim_plan(&mut conn, engine.worker_id(), lease).await? {
+        drop(conn);
+        plan(engine, claim).await?;
+        return Ok(true);
+    }
+    if let Some(batch) = work::claim_batch(&mut conn, engine.worker_id(), lease).await? {
+        drop(conn);
+        process(engine, batch).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+async fn reconcile(engine: &Engine) -> Result<(), Error> {
+    let ids = {
+        let mut conn = engine.db().conn().await?;
+        work::executions_to_advance(&mut conn).await?
+    };
+    for id in ids {
+        advance(engine, id).await?;
+    }
+    Ok(())
+}
+
+/// Why a plan did not commit.
+enum PlanAbort {
+    /// The job's own plan failed: record it as the job's error.
+    Job(JobError),
+    /// Someone else owns the plan now, or the execution was reset.
+    Lost,
+    /// Infrastructure trouble: the plan lease will expire and another
+    /// worker retries.
+    Failed(Error),
+}
+
+impl From<diesel::result::Error> for PlanAbort {
+    fn from(e: diesel::result::Error) -> Self {
+        PlanAbort::Failed(e.into())
+    }
+}
+
+impl From<Error> for PlanAbort {
+    fn from(e: Error) -> Self {
+        PlanAbort::Failed(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PlanAbort {
+    fn from(e: crate::store::StoreError) -> Self {
+        PlanAbort::Failed(e.into())
+    }
+}
+
+async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
+    let ctx = JobContext {
+        client_id: claim.client_id.clone(),
+        business_date: claim.business_date,
+        db: engine.db().clone(),
+    };
+    let job_type = claim.job_type.clone();
+    let stream = match engine.registry().get(&job_type) {
+        None => Err(JobError::new(
+            "JOB_TYPE_NOT_REGISTERED",
+            format!("this service cannot run job type {job_type}"),
+        )),
+        Some(job) => match AssertUnwindSafe(job.plan(&ctx)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => Err(JobError::new("JOB_PANICKED", "planning panicked")),
+        },
+    };
+    let batch_size = engine.settings().batch_size as i32;
+    let owner = engine.worker_id();
+    let mut conn = engine.db().conn().await?;
+    let result = conn
+        .transaction::<_, PlanAbort, _>(async move |conn| {
+            let mut stream = stream.map_err(PlanAbort::Job)?;
+            work::discard(conn, &[claim.job_run_id]).await?;
+            let mut next_seq: i32 = 1;
+            while let Some(chunk) = AssertUnwindSafe(stream.next())
+                .catch_unwind()
+                .await
+                .map_err(|_| PlanAbort::Job(JobError::new("JOB_PANICKED", "planning panicked")))?
+            {
+                let mut chunk: Vec<PlannedItem> = chunk.map_err(PlanAbort::Job)?;
+                while !chunk.is_empty() {
+                    let rest = chunk.split_off(chunk.len().min(INSERT_CHUNK));
+                    let n = chunk.len() as i32;
+                    work::insert_items(conn, claim.job_run_id, next_seq, chunk).await?;
+                    next_seq += n;
+                    chunk = rest;
+                }
+            }
+            let total = next_seq - 1;
+            if total > 0 {
+                work::insert_range_batches(conn, claim.job_run_id, total, batch_size).await?;
+            }
+            let loaded = executions::load_by_id(conn, claim.execution_id, true)
+                .await?
+                .ok_or(PlanAbort::Lost)?;
+            let position = claim.position as u32;
+            let still_mine = still_planning(conn, claim.job_run_id, owner).await?;
+            if !still_mine {
+                return Err(PlanAbort::Lost);
+            }
+            let mut after = loaded.state.clone();
+            after.planned(position, total as i64)?;
+            save_transition(conn, &loaded, &after, Vec::new()).await?;
+            Ok(total)
+        })
+        .await;
+    match result {
+        Ok(total) => {
+            tracing::info!(job_run = claim.job_run_id, job_type = %claim.job_type, total, "planned");
+            if total > ANALYZE_AFTER {
+                work::analyze(&mut conn).await?;
+            }
+            engine.wake();
+            Ok(())
+        }
+        Err(PlanAbort::Lost) => Ok(()),
+        Err(PlanAbort::Failed(e)) => Err(e),
+        Err(PlanAbort::Job(job_error)) => {
+            tracing::warn!(job_run = claim.job_run_id, error = %job_error, "plan failed");
+            record_plan_failure(engine, &claim, job_error).await
+        }
+    }
+}
+
+async fn still_planning(
+    conn: &mut diesel_async::AsyncPgConnection,
+    job_run_id: i64,
+    owner: Uuid,
+) -> Result<bool, Error> {
+    use crate::store::schema::job_runs;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let n: i64 = job_runs::table
+        .filter(job_runs::job_run_id.eq(job_run_id))
+        .filter(job_runs::phase.eq(JobPhase::Planning.as_str()))
+        .filter(job_runs::plan_owner.eq(owner))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// A plan that failed as a whole becomes one errored work item of the job,
+/// so the drill-down shows its code and reason and Retry plans again.
+async fn record_plan_failure(
+    engine: &Engine,
+    claim: &PlanClaim,
+    error: JobError,
+) -> Result<(), Error> {
+    let owner = engine.worker_id();
+    let claim = claim.clone();
+    let mut conn = engine.db().conn().await?;
+    conn.transaction::<_, Error, _>(async move |conn| {
+        use diesel_async::RunQueryDsl;
+        let Some(loaded) = executions::load_by_id(conn, claim.execution_id, true).await? else {
+            return Ok(());
+        };
+        if !still_planning(conn, claim.job_run_id, owner).await? {
+            return Ok(());
+        }
+        let round = loaded
+            .job_run(claim.position as u32)
+            .map(|r| r.round)
+            .unwrap_or(1);
+        work::discard(conn, &[claim.job_run_id]).await?;
+        work::insert_items(
+            conn,
+            claim.job_run_id,
+            1,
+            vec![PlannedItem {
+                account_id: String::new(),
+                payload: serde_json::json!({
+                    "stage": "plan",
+                    "job_type": claim.job_type,
+                    "business_date": claim.business_date.to_string(),
+                }),
+            }],
+        )
+        .await?;
+        diesel::sql_query(
+            "INSERT INTO work_item_errors (job_run_id, seq, attempt, batch_id, error_code, reason) \
+             VALUES ($1, 1, $2, 0, $3, $4)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
+        .bind::<diesel::sql_types::Integer, _>(round)
+        .bind::<diesel::sql_types::Text, _>(&error.code)
+        .bind::<diesel::sql_types::Text, _>(format!("planning failed: {}", error.reason))
+        .execute(conn)
+        .await?;
+        diesel::sql_query(
+            "INSERT INTO job_run_error_counts (job_run_id, error_code, count) VALUES ($1, $2, 1)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
+        .bind::<diesel::sql_types::Text, _>(&error.code)
+        .execute(conn)
+        .await?;
+        diesel::sql_query(
+            "UPDATE job_runs SET plan_failed = true, round = $2 WHERE job_run_id = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
+        .bind::<diesel::sql_types::Integer, _>(round)
+        .execute(conn)
+        .await?;
+        let mut after = loaded.state.clone();
+        let position = claim.position as u32;
+        after.planned(position, 1)?;
+        if let Some(job) = after.jobs.iter_mut().find(|j| j.position == position) {
+            job.counts = Counts {
+                total: 1,
+                processed: 0,
+                errored: 1,
+            };
+        }
+        after.advance();
+        save_transition(conn, &loaded, &after, Vec::new()).await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn facts(engine: &Engine, job_run_id: i64) -> Result<JobRunFacts, Error> {
+    if let Some(f) = engine.facts(job_run_id) {
+        return Ok(f);
+    }
+    use crate::store::schema::{executions as e, job_runs as j};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = engine.db().conn().await?;
+    let (execution_id, position, job_type, client_id, config_id, business_date): (
+        Uuid,
+        i32,
+        String,
+        String,
+        Uuid,
+        chrono::NaiveDate,
+    ) = j::table
+        .inner_join(e::table)
+        .filter(j::job_run_id.eq(job_run_id))
+        .select((
+            j::execution_id,
+            j::position,
+            j::job_type,
+            e::client_id,
+            e::config_id,
+            e::business_date,
+        ))
+        .first(&mut conn)
+        .await?;
+    let f = JobRunFacts {
+        position: position as u32,
+        job_type,
+        target: EventTarget {
+            client_id,
+            execution_id,
+            config_id,
+            business_date,
+        },
+    };
+    engine.remember(job_run_id, f.clone());
+    Ok(f)
+}
+
+async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
+    let facts = match facts(engine, batch.job_run_id).await {
+        Ok(f) => f,
+        // The execution was deleted or reset under us.
+        Err(Error::Store(crate::store::StoreError::Query(diesel::result::Error::NotFound))) => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    let items = {
+        let mut conn = engine.db().conn().await?;
+        work::load_items(&mut conn, &batch).await?
+    };
+    let ctx = JobContext {
+        client_id: facts.target.client_id.clone(),
+        business_date: facts.target.business_date,
+        db: engine.db().clone(),
+    };
+    let outcome = match engine.registry().get(&facts.job_type) {
+        None => Err(JobError::new(
+            "JOB_TYPE_NOT_REGISTERED",
+            format!("this service cannot run job type {}", facts.job_type),
+        )),
+        Some(job) => match AssertUnwindSafe(job.process(&ctx, &items))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(outcomes)) if outcomes.len() == items.len() => Ok(outcomes),
+            Ok(Ok(outcomes)) => Err(JobError::new(
+                "JOB_OUTCOME_MISMATCH",
+                format!("{} outcomes for {} items", outcomes.len(), items.len()),
+            )),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(JobError::new("JOB_PANICKED", "processing panicked")),
+        },
+    };
+    let outcomes = match outcome {
+        Ok(outcomes) => outcomes,
+        Err(e) if batch.attempts < MAX_BATCH_ATTEMPTS => {
+            let backoff = f64::from(1u32 << batch.attempts.clamp(0, 6));
+            tracing::warn!(batch = batch.batch_id, attempt = batch.attempts, error = %e, "batch failed; will retry");
+            let mut conn = engine.db().conn().await?;
+            work::release_batch(&mut conn, batch.batch_id, engine.worker_id(), backoff).await?;
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(batch = batch.batch_id, error = %e, "batch failed for good; erroring its items");
+            vec![ItemOutcome::error(e.code, e.reason); items.len()]
+        }
+    };
+    let mut errors = BatchErrors::default();
+    let mut processed = 0;
+    for (item, outcome) in items.iter().zip(outcomes) {
+        match outcome {
+            ItemOutcome::Processed => processed += 1,
+            ItemOutcome::Error { code, reason } => {
+                errors.seqs.push(item.seq);
+                errors.codes.push(code);
+                errors.reasons.push(reason);
+            }
+        }
+    }
+    let owner = engine.worker_id();
+    let target = facts.target.clone();
+    let position = facts.position;
+    let mut conn = engine.db().conn().await?;
+    let settled = conn
+        .transaction::<_, Error, _>(async move |conn| {
+            let Some(counts) = work::settle_batch(conn, &batch, owner, processed, &errors).await?
+            else {
+                return Ok(None);
+            };
+            events::append(
+                conn,
+                &target,
+                &[EventBody::CountsChanged {
+                    position,
+                    counts: Counts {
+                        total: counts.total,
+                        processed: counts.processed,
+                        errored: counts.errored,
+                    }
+                    .into(),
+                }],
+            )
+            .await?;
+            Ok(Some(counts))
+        })
+        .await?;
+    match settled {
+        Some(counts) if counts.processed + counts.errored >= counts.total => {
+            drop(conn);
+            advance(engine, counts.execution_id).await
+        }
+        Some(_) => Ok(()),
+        None => {
+            tracing::info!("batch was taken over or discarded; results dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Advances an execution whose running job may have settled.
+pub(super) async fn advance(engine: &Engine, execution_id: Uuid) -> Result<(), Error> {
+    let mut conn = engine.db().conn().await?;
+    let moved = conn
+        .transaction::<_, Error, _>(async move |conn| {
+            let Some(loaded) = executions::load_by_id(conn, execution_id, true).await? else {
+                return Ok(false);
+            };
+            let mut after = loaded.state.clone();
+            after.advance();
+            if after == loaded.state {
+                return Ok(false);
+            }
+            save_transition(conn, &loaded, &after, Vec::new()).await?;
+            tracing::info!(
+                execution = %execution_id,
+                status = after.status.as_str(),
+                phase = after.phase.as_str(),
+                "execution advanced"
+            );
+            Ok(true)
+        })
+        .await?;
+    if moved {
+        engine.wake();
+    }
+    Ok(())
+}
