@@ -32,10 +32,10 @@ impl ExecutionApi {
     }
 
     /// The job run at `position`, INVALID_ARGUMENT when there is none.
-    fn job_run<'a>(
-        execution: &'a LoadedExecution,
+    fn job_run(
+        execution: &LoadedExecution,
         position: u32,
-    ) -> Result<&'a executions::JobRunRow, Error> {
+    ) -> Result<&executions::JobRunRow, Error> {
         if position == 0 {
             return Err(Error::invalid(
                 "position",

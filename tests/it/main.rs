@@ -4,5 +4,6 @@
 
 mod configs;
 mod executions;
+mod processes;
 mod support;
 mod test_jobs;

@@ -89,11 +89,14 @@ async fn ensure_template() {
                 .unwrap()
                 .is_some();
             if !exists {
-                // Old templates and leftover test databases of earlier runs.
+                // Old templates and leftover test databases of earlier runs
+                // that nothing is connected to (another checkout's tests may
+                // be running on the same server: theirs are in use).
                 let stale = admin
                     .query(
-                        "SELECT datname FROM pg_database WHERE datname LIKE 'allegro_tpl_%' \
-                         OR datname LIKE 'allegro_test_%'",
+                        "SELECT datname FROM pg_database d WHERE (datname LIKE 'allegro_tpl_%' \
+                         OR datname LIKE 'allegro_test_%') AND NOT EXISTS \
+                         (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
                         &[],
                     )
                     .await
@@ -101,7 +104,7 @@ async fn ensure_template() {
                 for row in stale {
                     let name: String = row.get(0);
                     let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
                         .await;
                 }
                 let building = format!("{tpl}_building");

@@ -1,0 +1,322 @@
+//! Engine benchmark: runs no-op jobs through the real engine and gRPC server
+//! on a local PostgreSQL and prints planning and processing throughput, the
+//! latency of the stats RPCs, and the peak RSS of the process.
+//!
+//! `cargo bench --bench engine` (env: ALLEGRO_BENCH_DATABASE_URL, an admin
+//! URL, default postgres://postgres@127.0.0.1:5432/postgres;
+//! ALLEGRO_BENCH_ITEMS, default 1000000; ALLEGRO_BENCH_ERRORED, default
+//! 100000; ALLEGRO_BENCH_WORKERS, default 4).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allegro_scheduler::jobs::{
+    ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, PlannedItem, WorkItem,
+};
+use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::server;
+use allegro_scheduler::settings::ServeSettings;
+use async_trait::async_trait;
+use pb::execution_service_client::ExecutionServiceClient;
+use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Plans `items` items and processes them without doing anything; with
+/// `fail`, every item errors.
+struct NoopJob {
+    name: &'static str,
+    items: usize,
+    fail: bool,
+}
+
+#[async_trait]
+impl JobType for NoopJob {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "benchmark no-op"
+    }
+    fn work_item(&self) -> &str {
+        "nothing"
+    }
+    async fn plan(&self, _ctx: &JobContext) -> Result<PlanStream, JobError> {
+        let total = self.items;
+        let chunk = 10_000;
+        let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
+            let start = c * chunk;
+            let end = (start + chunk).min(total);
+            Ok((start..end)
+                .map(|i| PlannedItem {
+                    account_id: format!("A{i:07}"),
+                    payload: serde_json::json!({ "i": i }),
+                })
+                .collect::<Vec<_>>())
+        }));
+        Ok(Box::pin(stream))
+    }
+    async fn process(
+        &self,
+        _ctx: &JobContext,
+        items: &[WorkItem],
+    ) -> Result<Vec<ItemOutcome>, JobError> {
+        Ok(items
+            .iter()
+            .map(|_| {
+                if self.fail {
+                    ItemOutcome::error("BENCH_ERROR", "benchmark item failed on purpose")
+                } else {
+                    ItemOutcome::Processed
+                }
+            })
+            .collect())
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+async fn fresh_db(admin: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("DROP DATABASE IF EXISTS allegro_bench WITH (FORCE)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE DATABASE allegro_bench")
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    format!("{base}/allegro_bench")
+}
+
+struct Bench {
+    configs: JobScheduleConfigServiceClient<Channel>,
+    executions: ExecutionServiceClient<Channel>,
+}
+
+impl Bench {
+    async fn config(&mut self, name: &str, job: &str) -> String {
+        self.configs
+            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+                client_id: "bench".into(),
+                config: Some(pb::JobScheduleConfig {
+                    name: name.into(),
+                    frequency: pb::Frequency::Scheduled as i32,
+                    jobs: vec![pb::JobSpec {
+                        job_type: job.into(),
+                        manual: false,
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .config_id
+    }
+
+    async fn get(&mut self, config_id: &str) -> pb::Execution {
+        self.executions
+            .get_execution(pb::GetExecutionRequest {
+                client_id: "bench".into(),
+                config_id: config_id.into(),
+                business_date: "2026-11-24".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Runs the job of `config_id`; returns (plan time, process time, total).
+    async fn run(&mut self, config_id: &str) -> (Duration, Duration, u64) {
+        let start = Instant::now();
+        self.executions
+            .process_execution(pb::ProcessExecutionRequest {
+                client_id: "bench".into(),
+                config_id: config_id.into(),
+                business_date: "2026-11-24".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut planned_at = None;
+        loop {
+            let e = self.get(config_id).await;
+            let job = &e.jobs[0];
+            let counts = job.counts.unwrap();
+            if planned_at.is_none() && counts.total > 0 {
+                planned_at = Some(Instant::now());
+            }
+            if e.status != pb::Status::Pending as i32 {
+                let done = Instant::now();
+                let planned = planned_at.unwrap_or(done);
+                return (planned - start, done - planned, counts.total);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo's harness protocol: no tests here.
+    }
+    let admin = std::env::var("ALLEGRO_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let items = env_usize("ALLEGRO_BENCH_ITEMS", 1_000_000);
+    let errored = env_usize("ALLEGRO_BENCH_ERRORED", 100_000);
+    let url = fresh_db(&admin).await;
+    let mut registry = JobRegistry::new();
+    registry.register(Arc::new(NoopJob {
+        name: "NOOP",
+        items,
+        fail: false,
+    }));
+    registry.register(Arc::new(NoopJob {
+        name: "NOOP_ERRORS",
+        items: errored,
+        fail: true,
+    }));
+    let mut settings = ServeSettings::for_database(&url);
+    settings.workers = env_usize("ALLEGRO_BENCH_WORKERS", 4);
+    settings.db_pool_size = settings.workers + 4;
+    settings.poll_ms = 10;
+    let shutdown = CancellationToken::new();
+    let running = server::start(&settings, registry, shutdown.clone())
+        .await
+        .unwrap();
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut bench = Bench {
+        configs: JobScheduleConfigServiceClient::new(channel.clone()),
+        executions: ExecutionServiceClient::new(channel.clone()),
+    };
+    println!(
+        "engine benchmark: {items} no-op items, batch size {}, {} workers, local PostgreSQL",
+        settings.batch_size, settings.workers
+    );
+
+    let noop = bench.config("noop", "NOOP").await;
+    let (plan, process, total) = bench.run(&noop).await;
+    println!(
+        "plan:    {total} items in {:.2} s = {:.0} items/s",
+        plan.as_secs_f64(),
+        total as f64 / plan.as_secs_f64()
+    );
+    println!(
+        "process: {total} items in {:.2} s = {:.0} items/s (end to end, counters kept)",
+        process.as_secs_f64(),
+        total as f64 / process.as_secs_f64()
+    );
+    println!(
+        "peak RSS while planning and processing: {:.1} MB",
+        peak_rss_mb()
+    );
+
+    let mut samples = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        bench
+            .executions
+            .get_job_stats(pb::GetJobStatsRequest {
+                client_id: "bench".into(),
+                config_id: noop.clone(),
+                business_date: "2026-11-24".into(),
+                position: 1,
+            })
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    println!(
+        "GetJobStats ({total} items): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&mut samples, 0.50).as_secs_f64() * 1e3,
+        percentile(&mut samples, 0.99).as_secs_f64() * 1e3
+    );
+
+    let errors = bench.config("errors", "NOOP_ERRORS").await;
+    let (_, eprocess, etotal) = bench.run(&errors).await;
+    println!(
+        "errored job: {etotal} items settled as ERROR in {:.2} s = {:.0} items/s",
+        eprocess.as_secs_f64(),
+        etotal as f64 / eprocess.as_secs_f64()
+    );
+    let mut codes = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        bench
+            .executions
+            .list_job_error_codes(pb::ListJobErrorCodesRequest {
+                client_id: "bench".into(),
+                config_id: errors.clone(),
+                business_date: "2026-11-24".into(),
+                position: 1,
+            })
+            .await
+            .unwrap();
+        codes.push(t.elapsed());
+    }
+    println!(
+        "ListJobErrorCodes ({etotal} errored): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&mut codes, 0.50).as_secs_f64() * 1e3,
+        percentile(&mut codes, 0.99).as_secs_f64() * 1e3
+    );
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        let page = bench
+            .executions
+            .list_errored_work_items(pb::ListErroredWorkItemsRequest {
+                client_id: "bench".into(),
+                config_id: errors.clone(),
+                business_date: "2026-11-24".into(),
+                position: 1,
+                error_code: "BENCH_ERROR".into(),
+                page_size: 100,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages.push(t.elapsed());
+        token = page.next_page_token;
+    }
+    println!(
+        "ListErroredWorkItems (page of 100, {etotal} errored): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&mut pages, 0.50).as_secs_f64() * 1e3,
+        percentile(&mut pages, 0.99).as_secs_f64() * 1e3
+    );
+    println!("peak RSS overall: {:.1} MB", peak_rss_mb());
+    running.shutdown().await.unwrap();
+}
