@@ -13,6 +13,7 @@
 //! - [`store`]: every SQL statement, through diesel-async.
 
 pub mod api;
+pub mod clock;
 pub mod domain;
 pub mod embedded_pg;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! reflection (v1 and v1alpha), the engine's workers, and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::catalogue::CatalogueApi;
 use crate::api::configs::ConfigApi;
 use crate::api::executions::ExecutionApi;
+use crate::clock::{Clock, SystemClock};
 use crate::engine::Engine;
 use crate::jobs::JobRegistry;
 use crate::proto::v1::execution_service_server::ExecutionServiceServer;
@@ -75,13 +77,23 @@ pub async fn start(
     registry: JobRegistry,
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
+    start_with_clock(settings, registry, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`start`] with an injected clock.
+pub async fn start_with_clock(
+    settings: &ServeSettings,
+    registry: JobRegistry,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
     let url = settings
         .database_url
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
     let db = Db::new(url, settings.db_pool_size)?;
     db.migrate().await?;
-    let engine = Engine::new(db, registry, settings.engine());
+    let engine = Engine::with_clock(db, registry, settings.engine(), clock);
 
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -105,7 +117,10 @@ pub async fn start(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let workers = engine.spawn_workers(shutdown.clone());
+    let mut workers = engine.spawn_workers(shutdown.clone());
+    if engine.settings().scheduler {
+        workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
+    }
 
     let router = tonic::transport::Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))

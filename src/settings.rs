@@ -39,6 +39,17 @@ pub struct ServeSettings {
     /// Milliseconds an idle worker waits before looking for work again.
     #[arg(long, env = "ALLEGRO_POLL_MS", default_value_t = 200)]
     pub poll_ms: u64,
+    /// Run the scheduler of automatic runs in this process (every process
+    /// may: runs are still created once).
+    #[arg(long, env = "ALLEGRO_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler: bool,
+    /// Milliseconds between scheduler ticks.
+    #[arg(long, env = "ALLEGRO_SCHEDULER_TICK_MS", default_value_t = 1000)]
+    pub scheduler_tick_ms: u64,
+    /// Hours after its start instant during which a run missed through
+    /// downtime is still started; older ones are recorded as MISSED.
+    #[arg(long, env = "ALLEGRO_CATCH_UP_HOURS", default_value_t = 24)]
+    pub catch_up_hours: u64,
 }
 
 impl ServeSettings {
@@ -55,6 +66,9 @@ impl ServeSettings {
             workers: 4,
             lease_secs: 30,
             poll_ms: 200,
+            scheduler: true,
+            scheduler_tick_ms: 1000,
+            catch_up_hours: 24,
         }
     }
 
@@ -65,6 +79,9 @@ impl ServeSettings {
             workers: self.workers,
             lease: Duration::from_secs(self.lease_secs.max(1)),
             poll_interval: Duration::from_millis(self.poll_ms.max(1)),
+            scheduler: self.scheduler,
+            scheduler_tick: Duration::from_millis(self.scheduler_tick_ms.max(10)),
+            catch_up: Duration::from_secs(self.catch_up_hours * 3600),
         }
     }
 }

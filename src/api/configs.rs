@@ -112,7 +112,7 @@ impl JobScheduleConfigService for ConfigApi {
         let draft =
             ConfigDraft::validate(config_input(&config), "config", &self.known_job_types())?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
-        let row = configs::insert(&mut conn, &client, &draft)
+        let row = configs::insert(&mut conn, &client, &draft, self.engine.clock().now())
             .await
             .map_err(|e| conflict(e, &client, &draft))?;
         let stored: JobScheduleConfig = row.try_into()?;
@@ -242,8 +242,45 @@ impl JobScheduleConfigService for ConfigApi {
                     .into(),
             })?;
         let stored: JobScheduleConfig = row.try_into()?;
+        if current.draft.automatic_runs_paused && !stored.draft.automatic_runs_paused {
+            configs::restart_schedule(&mut conn, config_id, self.engine.clock().now())
+                .await
+                .map_err(Error::from)?;
+        }
         tracing::info!(client = %client, config_id = %config_id, etag = %stored.etag(), "updated job schedule config");
         Ok(Response::new(config_to_proto(&stored)))
+    }
+
+    async fn list_upcoming_runs(
+        &self,
+        request: Request<pb::ListUpcomingRunsRequest>,
+    ) -> Result<Response<pb::ListUpcomingRunsResponse>, Status> {
+        let req = request.into_inner();
+        let client = client_id(&req.client_id)?;
+        let config_id = uuid("config_id", &req.config_id)?;
+        let count = match req.count {
+            0 => 10,
+            n if (1..=366).contains(&n) => n as usize,
+            _ => return Err(Error::invalid("count", "must be 1 to 366 (0 means 10)").into()),
+        };
+        let after = match req.after {
+            None => self.engine.clock().now(),
+            Some(ts) => chrono::DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
+                .ok_or_else(|| Error::invalid("after", "not a valid timestamp"))?,
+        };
+        let config = self.load(&client, config_id).await?;
+        let runs = crate::domain::calendar::next_runs(&config.draft, after, count)
+            .into_iter()
+            .map(|run| pb::UpcomingRun {
+                business_date: run.business_date.to_string(),
+                start_time: Some(super::convert::timestamp(run.start)),
+                local_start_time: run
+                    .start
+                    .with_timezone(&config.draft.time_zone)
+                    .to_rfc3339(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListUpcomingRunsResponse { runs }))
     }
 
     async fn delete_job_schedule_config(

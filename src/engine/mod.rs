@@ -3,6 +3,7 @@
 //! lease and advance executions job by job.
 
 pub mod actions;
+pub mod scheduler;
 mod worker;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use diesel_async::AsyncConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::clock::{Clock, SystemClock};
 use crate::domain::event::{changes, EventBody};
 use crate::domain::Error;
 use crate::jobs::JobRegistry;
@@ -33,6 +35,13 @@ pub struct EngineSettings {
     pub lease: Duration,
     /// How often an idle worker looks for work when nothing woke it.
     pub poll_interval: Duration,
+    /// Whether this process runs the scheduler of automatic runs.
+    pub scheduler: bool,
+    /// How often the scheduler looks for due runs and exception windows.
+    pub scheduler_tick: Duration,
+    /// Automatic runs due at most this long ago are still started after
+    /// downtime; older ones are recorded as missed.
+    pub catch_up: Duration,
 }
 
 impl Default for EngineSettings {
@@ -42,6 +51,9 @@ impl Default for EngineSettings {
             workers: 4,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
+            scheduler: true,
+            scheduler_tick: Duration::from_secs(1),
+            catch_up: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -60,6 +72,7 @@ struct Inner {
     settings: EngineSettings,
     worker_id: Uuid,
     wake: Notify,
+    clock: Arc<dyn Clock>,
     facts: Mutex<HashMap<i64, JobRunFacts>>,
 }
 
@@ -70,8 +83,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine on `db` running the job types of `registry`.
+    /// An engine on `db` running the job types of `registry`, on the system
+    /// clock.
     pub fn new(db: Db, registry: JobRegistry, settings: EngineSettings) -> Self {
+        Self::with_clock(db, registry, settings, Arc::new(SystemClock))
+    }
+
+    /// The same with an injected clock (tests move time with it).
+    pub fn with_clock(
+        db: Db,
+        registry: JobRegistry,
+        settings: EngineSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -79,6 +103,7 @@ impl Engine {
                 settings,
                 worker_id: Uuid::new_v4(),
                 wake: Notify::new(),
+                clock,
                 facts: Mutex::new(HashMap::new()),
             }),
         }
@@ -97,6 +122,11 @@ impl Engine {
     /// The engine's tunables.
     pub fn settings(&self) -> &EngineSettings {
         &self.inner.settings
+    }
+
+    /// The clock the scheduler and the API read "now" from.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
     }
 
     /// Identifies this process's leases.

@@ -118,16 +118,19 @@ impl TryFrom<ConfigRow> for JobScheduleConfig {
 
 /// Inserts a new configuration of `client_id`. A unique violation names
 /// [`UNIQUE_NAME`] or [`ONE_DAILY`].
+/// Automatic runs are considered from `now` on.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     client_id: &str,
     draft: &ConfigDraft,
+    now: DateTime<Utc>,
 ) -> Result<ConfigRow, StoreError> {
     let row = diesel::insert_into(job_schedule_configs::table)
         .values((
             job_schedule_configs::config_id.eq(Uuid::now_v7()),
             job_schedule_configs::client_id.eq(client_id),
             DraftColumns::of(draft),
+            job_schedule_configs::scheduled_through.eq(now),
         ))
         .returning(ConfigRow::as_returning())
         .get_result(conn)
@@ -199,6 +202,71 @@ pub async fn update(
         .get_result(conn)
         .await
         .optional()?)
+}
+
+/// Starts considering automatic runs from `now` (when automatic runs are
+/// switched back on: the paused period is not caught up).
+pub async fn restart_schedule(
+    conn: &mut AsyncPgConnection,
+    config_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(job_schedule_configs::table.find(config_id))
+        .set(job_schedule_configs::scheduled_through.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Configurations with automatic runs switched on, with the instant up to
+/// which their runs were considered.
+pub async fn automatic(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(ConfigRow, DateTime<Utc>)>, StoreError> {
+    Ok(job_schedule_configs::table
+        .filter(job_schedule_configs::automatic_runs_paused.eq(false))
+        .select((
+            ConfigRow::as_select(),
+            job_schedule_configs::scheduled_through,
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Moves the schedule watermark forward (never back).
+pub async fn advance_schedule(
+    conn: &mut AsyncPgConnection,
+    config_id: Uuid,
+    to: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE job_schedule_configs SET scheduled_through = GREATEST(scheduled_through, $2) \
+         WHERE config_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(config_id)
+    .bind::<diesel::sql_types::Timestamptz, _>(to)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Executions with work running or held, of configurations that have an
+/// exception window: (execution, its configuration).
+pub async fn windowed_running(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(Uuid, ConfigRow)>, StoreError> {
+    use super::schema::{executions, job_runs};
+    Ok(executions::table
+        .inner_join(job_schedule_configs::table)
+        .filter(job_schedule_configs::exception_start_time.is_not_null())
+        .filter(diesel::dsl::exists(
+            job_runs::table
+                .filter(job_runs::execution_id.eq(executions::execution_id))
+                .filter(job_runs::phase.eq_any(["RUNNING", "PAUSED_BY_WINDOW"])),
+        ))
+        .select((executions::execution_id, ConfigRow::as_select()))
+        .load(conn)
+        .await?)
 }
 
 /// Deletes a configuration; whether a row was deleted.

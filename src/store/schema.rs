@@ -113,6 +113,7 @@ diesel::table! {
         version -> Int8,
         create_time -> Timestamptz,
         update_time -> Timestamptz,
+        scheduled_through -> Timestamptz,
     }
 }
 

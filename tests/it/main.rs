@@ -5,5 +5,6 @@
 mod configs;
 mod executions;
 mod processes;
+mod scheduling;
 mod support;
 mod test_jobs;

@@ -175,6 +175,8 @@ pub fn test_settings(database_url: &str) -> ServeSettings {
     s.batch_size = 50;
     s.workers = 2;
     s.db_pool_size = 8;
+    // Tests that schedule drive the scheduler themselves.
+    s.scheduler = false;
     s
 }
 
@@ -187,9 +189,23 @@ impl TestServer {
 
     /// A server with these settings and job types.
     pub async fn start_with(settings: ServeSettings, registry: JobRegistry) -> Self {
+        Self::start_with_clock(
+            settings,
+            registry,
+            std::sync::Arc::new(allegro_scheduler::clock::SystemClock),
+        )
+        .await
+    }
+
+    /// A server with these settings, job types and clock.
+    pub async fn start_with_clock(
+        settings: ServeSettings,
+        registry: JobRegistry,
+        clock: std::sync::Arc<dyn allegro_scheduler::clock::Clock>,
+    ) -> Self {
         init_tracing();
         let shutdown = CancellationToken::new();
-        let server = server::start(&settings, registry, shutdown.clone())
+        let server = server::start_with_clock(&settings, registry, clock, shutdown.clone())
             .await
             .expect("server starts");
         let channel = Channel::from_shared(format!("http://{}", server.addr))

@@ -1,0 +1,1 @@
+ALTER TABLE job_schedule_configs DROP COLUMN scheduled_through;
