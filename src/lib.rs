@@ -22,3 +22,4 @@ pub mod proto;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod watch;

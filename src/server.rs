@@ -21,6 +21,7 @@ use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigServi
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::settings::ServeSettings;
 use crate::store::{Db, StoreError};
+use crate::watch::EventHub;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +118,13 @@ pub async fn start_with_clock(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let hub = EventHub::start(url.to_string(), shutdown.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
+    workers.push(tokio::spawn(prune_events(
+        engine.clone(),
+        settings.event_retention_hours,
+        shutdown.clone(),
+    )));
     if engine.settings().scheduler {
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }
@@ -135,6 +142,8 @@ pub async fn start_with_clock(
         )))
         .add_service(ExecutionServiceServer::new(ExecutionApi::new(
             engine.clone(),
+            hub,
+            shutdown.clone(),
         )));
 
     let token = shutdown.clone();
@@ -160,4 +169,25 @@ pub async fn start_with_clock(
         shutdown,
         task,
     })
+}
+
+/// Deletes status events older than the retention, every ten minutes.
+async fn prune_events(engine: Engine, retention_hours: u64, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match engine.db().conn().await {
+            Ok(mut conn) => {
+                match crate::store::events::prune(&mut conn, retention_hours as f64 * 3600.0).await
+                {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned old status events"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning status events failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning status events failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub struct ServeSettings {
     /// downtime is still started; older ones are recorded as MISSED.
     #[arg(long, env = "ALLEGRO_CATCH_UP_HOURS", default_value_t = 24)]
     pub catch_up_hours: u64,
+    /// Hours status events are kept for watchers to resume from.
+    #[arg(long, env = "ALLEGRO_EVENT_RETENTION_HOURS", default_value_t = 24)]
+    pub event_retention_hours: u64,
 }
 
 impl ServeSettings {
@@ -69,6 +72,7 @@ impl ServeSettings {
             scheduler: true,
             scheduler_tick_ms: 1000,
             catch_up_hours: 24,
+            event_retention_hours: 24,
         }
     }
 

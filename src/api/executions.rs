@@ -13,16 +13,130 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
 use crate::store::executions::{self, LoadedExecution};
 use crate::store::work;
+use crate::watch::{self, EventHub, WatchMessage, WatchScope};
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
+use tokio_util::sync::CancellationToken;
+
+/// The status stream's type.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+fn watch_event(message: WatchMessage) -> pb::WatchEvent {
+    use crate::domain::event::EventBody;
+    use pb::watch_event::Kind;
+    match message {
+        WatchMessage::Snapshot {
+            sequence,
+            executions,
+        } => pb::WatchEvent {
+            sequence: sequence.max(0) as u64,
+            time: Some(convert::timestamp(chrono::Utc::now())),
+            kind: Some(Kind::Snapshot(pb::Snapshot {
+                executions: executions.iter().map(convert::execution).collect(),
+            })),
+        },
+        WatchMessage::ResyncRequired { oldest } => pb::WatchEvent {
+            sequence: 0,
+            time: Some(convert::timestamp(chrono::Utc::now())),
+            kind: Some(Kind::ResyncRequired(pb::ResyncRequired {
+                oldest_retained_sequence: oldest.max(0) as u64,
+            })),
+        },
+        WatchMessage::Event {
+            sequence,
+            time,
+            execution_id,
+            config_id,
+            business_date,
+            body,
+        } => {
+            let (execution_id, config_id, business_date) = (
+                execution_id.to_string(),
+                config_id.to_string(),
+                business_date.to_string(),
+            );
+            let counts = |c: crate::domain::event::EventCounts| {
+                convert::counts(crate::domain::execution::Counts {
+                    total: c.total,
+                    processed: c.processed,
+                    errored: c.errored,
+                })
+            };
+            let status = |s: &str| {
+                crate::domain::execution::Status::parse(s)
+                    .map(|s| convert::status(s) as i32)
+                    .unwrap_or(0)
+            };
+            let kind = match body {
+                EventBody::ExecutionChanged { status: st, phase } => {
+                    Kind::ExecutionChanged(pb::ExecutionChanged {
+                        execution_id,
+                        config_id,
+                        business_date,
+                        status: status(&st),
+                        phase: crate::domain::execution::ExecutionPhase::parse(&phase)
+                            .map(|p| convert::execution_phase(p) as i32)
+                            .unwrap_or(0),
+                    })
+                }
+                EventBody::JobChanged {
+                    position,
+                    status: st,
+                    phase,
+                    counts: c,
+                } => Kind::JobChanged(pb::JobChanged {
+                    execution_id,
+                    config_id,
+                    business_date,
+                    position,
+                    status: status(&st),
+                    phase: crate::domain::execution::JobPhase::parse(&phase)
+                        .map(|p| convert::job_phase(p) as i32)
+                        .unwrap_or(0),
+                    counts: Some(counts(c)),
+                }),
+                EventBody::CountsChanged {
+                    position,
+                    counts: c,
+                } => Kind::CountsChanged(pb::JobCountsChanged {
+                    execution_id,
+                    config_id,
+                    business_date,
+                    position,
+                    counts: Some(counts(c)),
+                }),
+                EventBody::ActionTaken { action } => Kind::ActionTaken(pb::ActionTaken {
+                    execution_id,
+                    config_id,
+                    business_date,
+                    action: Some(convert::action(&action)),
+                }),
+            };
+            pb::WatchEvent {
+                sequence: sequence.max(0) as u64,
+                time: Some(convert::timestamp(time)),
+                kind: Some(kind),
+            }
+        }
+    }
+}
 
 /// Serves executions from the engine.
 pub struct ExecutionApi {
     engine: Engine,
+    hub: EventHub,
+    shutdown: CancellationToken,
 }
 
 impl ExecutionApi {
-    /// An execution service on `engine`.
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
+    /// An execution service on `engine`; status streams wake through `hub`
+    /// and end when `shutdown` is cancelled.
+    pub fn new(engine: Engine, hub: EventHub, shutdown: CancellationToken) -> Self {
+        Self {
+            engine,
+            hub,
+            shutdown,
+        }
     }
 
     async fn load(&self, client: &str, key: ExecutionKey) -> Result<LoadedExecution, Error> {
@@ -101,6 +215,42 @@ fn parse_optional_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Er
 
 #[tonic::async_trait]
 impl ExecutionService for ExecutionApi {
+    async fn watch_executions(
+        &self,
+        request: Request<pb::WatchExecutionsRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let r = request.into_inner();
+        let client = client_id(&r.client_id)?;
+        let config_id = if r.config_id.is_empty() {
+            None
+        } else {
+            Some(uuid("config_id", &r.config_id)?)
+        };
+        let business_date = parse_optional_date("business_date", &r.business_date)?;
+        if business_date.is_some() && config_id.is_none() {
+            return Err(Error::invalid("config_id", "required with business_date").into());
+        }
+        let after_sequence = i64::try_from(r.after_sequence)
+            .map_err(|_| Error::invalid("after_sequence", "too large"))?;
+        let scope = WatchScope {
+            client_id: client,
+            config_id,
+            business_date,
+            after_sequence,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<WatchMessage>(64);
+        let engine = self.engine.clone();
+        let hub = self.hub.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = watch::run(engine, hub, scope, tx, shutdown).await {
+                tracing::warn!(error = %e, "watcher ended with an error");
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| Ok(watch_event(m)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn create_execution(
         &self,
         request: Request<pb::CreateExecutionRequest>,

@@ -491,3 +491,37 @@ pub async fn job_run_ids_of_config(
         .load(conn)
         .await?)
 }
+
+/// The executions a watcher's snapshot shows: those in scope that are
+/// unfinished or whose business date is on or after `since`.
+pub async fn snapshot(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Option<Uuid>,
+    business_date: Option<NaiveDate>,
+    since: NaiveDate,
+) -> Result<Vec<LoadedExecution>, Error> {
+    let mut query = executions::table
+        .filter(executions::client_id.eq(client_id))
+        .filter(
+            executions::status
+                .eq("PENDING")
+                .or(executions::business_date.ge(since)),
+        )
+        .order((executions::business_date.desc(), executions::config_id))
+        .limit(1000)
+        .select(ExecutionRow::as_select())
+        .into_boxed();
+    if let Some(config_id) = config_id {
+        query = query.filter(executions::config_id.eq(config_id));
+    }
+    if let Some(date) = business_date {
+        query = query.filter(executions::business_date.eq(date));
+    }
+    let rows = query.load(conn).await.map_err(StoreError::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(with_jobs(conn, row, false).await?);
+    }
+    Ok(out)
+}

@@ -8,3 +8,4 @@ mod processes;
 mod scheduling;
 mod support;
 mod test_jobs;
+mod watch;
