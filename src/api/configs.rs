@@ -45,13 +45,7 @@ impl ConfigApi {
 
     async fn load(&self, client: &str, config_id: Uuid) -> Result<JobScheduleConfig, Error> {
         let mut conn = self.engine.db().conn().await?;
-        configs::find(&mut conn, client, config_id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                resource: "job schedule config",
-                id: config_id.to_string(),
-            })?
-            .try_into()
+        configs::load(&mut conn, client, config_id).await
     }
 }
 

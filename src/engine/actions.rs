@@ -85,13 +85,7 @@ async fn load_config(
     client: &str,
     config_id: Uuid,
 ) -> Result<JobScheduleConfig, Error> {
-    configs::find(conn, client, config_id)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            resource: "job schedule config",
-            id: config_id.to_string(),
-        })?
-        .try_into()
+    configs::load(conn, client, config_id).await
 }
 
 /// Records the action and its event.

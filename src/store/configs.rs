@@ -153,6 +153,22 @@ pub async fn find(
         .optional()?)
 }
 
+/// The configuration `config_id` of `client_id`, NOT_FOUND when it does not
+/// exist.
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+) -> Result<JobScheduleConfig, Error> {
+    find(conn, client_id, config_id)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            resource: "job schedule config",
+            id: config_id.to_string(),
+        })?
+        .try_into()
+}
+
 /// Up to `limit` configurations of `client_id` ordered by (name, id), after
 /// the key `after` when given.
 pub async fn list_page(

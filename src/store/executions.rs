@@ -205,24 +205,22 @@ pub async fn load(
     business_date: NaiveDate,
     lock: bool,
 ) -> Result<Option<LoadedExecution>, Error> {
-    let query = executions::table
+    let id: Option<Uuid> = executions::table
         .filter(executions::client_id.eq(client_id))
         .filter(executions::config_id.eq(config_id))
         .filter(executions::business_date.eq(business_date))
-        .select(ExecutionRow::as_select());
-    let row = if lock {
-        query.for_update().first(conn).await.optional()
-    } else {
-        query.first(conn).await.optional()
-    }
-    .map_err(StoreError::from)?;
-    match row {
-        Some(row) => Ok(Some(with_jobs(conn, row, lock).await?)),
+        .select(executions::execution_id)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(StoreError::from)?;
+    match id {
+        Some(id) => load_by_id(conn, id, lock).await,
         None => Ok(None),
     }
 }
 
-/// Loads an execution by id, locking it when `lock`.
+/// Loads an execution by id, locking it and its job runs when `lock`.
 pub async fn load_by_id(
     conn: &mut AsyncPgConnection,
     execution_id: Uuid,
