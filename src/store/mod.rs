@@ -2,6 +2,8 @@
 //! connection; functions take a connection so callers choose the transaction.
 
 pub mod configs;
+pub mod core_standin;
+pub mod ledger;
 pub mod schema;
 
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
