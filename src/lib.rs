@@ -11,8 +11,11 @@
 //!   advances executions.
 //! - [`jobs`]: the job types, one module each, behind one trait.
 //! - [`store`]: every SQL statement, through diesel-async.
+//! - [`core_aria`]: the client of core Aria the sync jobs use, and the
+//!   stand-in core service for development and tests.
 
 pub mod api;
+pub mod core_aria;
 pub mod domain;
 pub mod embedded_pg;
 pub mod engine;
