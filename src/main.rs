@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use allegro_scheduler::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::embedded_pg::EmbeddedPg;
 use allegro_scheduler::jobs::JobRegistry;
 use allegro_scheduler::server;
@@ -53,7 +54,12 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let result = match server::start(&settings, JobRegistry::catalogue(), shutdown).await {
+    // Core Aria's address; the sync jobs connect lazily, so a core that is
+    // not up yet only fails their batches (SYNC_ENDPOINT_UNAVAILABLE).
+    let core_url = std::env::var("ALLEGRO_CORE_ARIA_URL")
+        .unwrap_or_else(|_| DEFAULT_CORE_ARIA_ENDPOINT.to_string());
+    let registry = JobRegistry::catalogue(CoreAriaClient::lazy(&core_url)?);
+    let result = match server::start(&settings, registry, shutdown).await {
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
     };

@@ -11,6 +11,10 @@ pub use standin::{serve_standin, CoreStandIn};
 
 use crate::jobs::JobError;
 
+/// Where the service looks for core Aria when not told otherwise: the port
+/// on which the embedded default runs the stand-in next to the service.
+pub const DEFAULT_CORE_ARIA_ENDPOINT: &str = "http://127.0.0.1:50052";
+
 /// Work item and batch error code when core Aria cannot be reached.
 pub const SYNC_ENDPOINT_UNAVAILABLE: &str = "SYNC_ENDPOINT_UNAVAILABLE";
 
