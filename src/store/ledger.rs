@@ -1157,8 +1157,9 @@ const DEMO_LEDGER: &[&str] = &[
                  SELECT a.account_id, bu.subscription_id, bu.bill_unit_id, ss.service_id, \
                         ss.allowance_units, r.k, \
                         CASE WHEN r.k = 4 AND a.n % 4 = 0 THEN spec.business_date - 1 \
-                             ELSE bu.period_start + (r.k * 7 + a.n % 5) \
-                                  % (spec.business_date - bu.period_start) END AS usage_date, \
+                             ELSE bu.period_start + ((r.k * 7 + a.n % 5) \
+                                  % (spec.business_date - bu.period_start))::int \
+                        END AS usage_date, \
                         CASE r.k WHEN 1 THEN t.total * 3 / 10 WHEN 2 THEN t.total * 3 / 10 \
                                  WHEN 3 THEN t.total / 5 \
                                  ELSE t.total - 2 * (t.total * 3 / 10) - t.total / 5 END \

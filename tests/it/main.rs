@@ -3,4 +3,5 @@
 //! socket.
 
 mod configs;
+mod ledger_jobs;
 mod support;
