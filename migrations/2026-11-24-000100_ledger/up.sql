@@ -124,6 +124,9 @@ CREATE TABLE ledger.bill_units (
     -- One bill unit per subscription per period: opening the next period is
     -- idempotent.
     CONSTRAINT bill_units_subscription_period_key UNIQUE (client_id, subscription_id, period_start),
+    -- Periods of a subscription do not share an end either; BILLING finds
+    -- the bill unit ending on its date through this key.
+    CONSTRAINT bill_units_subscription_period_end_key UNIQUE (client_id, subscription_id, period_end),
     FOREIGN KEY (client_id, subscription_id) REFERENCES ledger.subscriptions,
     FOREIGN KEY (client_id, account_id) REFERENCES ledger.accounts
 );
