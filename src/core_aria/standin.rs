@@ -1,8 +1,10 @@
 //! A stand-in for core Aria, for development, demos and tests: it serves
 //! core Aria's sync interface, records each accepted transaction and order
 //! once per idempotency key in the `core_standin` tables (a replay returns
-//! the original result), and injects faults on request through its control
-//! service, so errors can be produced on purpose.
+//! the original result, even for an account now set to be rejected), and
+//! injects faults on request through its control service, so errors can be
+//! produced on purpose. A rejection applies nothing and is not remembered
+//! against the key, so a retry after the cause is fixed is accepted.
 //!
 //! Faults live in the process: each stand-in instance has its own. What it
 //! records lives in the database, so instances sharing one database share
@@ -108,6 +110,21 @@ impl CoreSyncService for CoreStandIn {
         if request.client_id.is_empty() {
             return Err(Status::invalid_argument("client_id is required"));
         }
+        let mut conn = self.conn().await?;
+        // Keys of rejected accounts accepted before are replays: they get
+        // their original result, as from real core Aria.
+        let fault_keys: Vec<String> = request
+            .transactions
+            .iter()
+            .filter(|t| reject_accounts.contains_key(&t.account_id))
+            .map(|t| t.idempotency_key.clone())
+            .collect();
+        let replays: HashSet<String> =
+            records::accepted_keys(&mut conn, &request.client_id, &fault_keys, false)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .collect();
         // Decide each transaction: invalid, rejected by fault, or to accept.
         let mut results: Vec<Option<TransactionResult>> = vec![None; request.transactions.len()];
         let mut to_accept = Vec::new();
@@ -126,7 +143,10 @@ impl CoreSyncService for CoreStandIn {
                 continue; // Same result as the first occurrence, below.
             }
             first_of_key.insert(&t.idempotency_key, i);
-            if let Some(code) = reject_accounts.get(&t.account_id) {
+            if let Some(code) = reject_accounts
+                .get(&t.account_id)
+                .filter(|_| !replays.contains(&t.idempotency_key))
+            {
                 let message = injected(code, &t.account_id);
                 rejections.push(NewRejection {
                     idempotency_key: t.idempotency_key.clone(),
@@ -149,7 +169,6 @@ impl CoreSyncService for CoreStandIn {
                 ledger_transaction_id: t.ledger_transaction_id.clone(),
             });
         }
-        let mut conn = self.conn().await?;
         let accepted = records::accept_usage(&mut conn, &request.client_id, &to_accept)
             .await
             .map_err(internal)?;
@@ -229,7 +248,17 @@ impl CoreSyncService for CoreStandIn {
             error_code: code.to_string(),
             error_message: message.to_string(),
         };
-        if let Some(code) = reject_accounts.get(&r.account_id) {
+        let replay = reject_accounts.contains_key(&r.account_id)
+            && !records::accepted_keys(
+                &mut conn,
+                &r.client_id,
+                std::slice::from_ref(&r.idempotency_key),
+                true,
+            )
+            .await
+            .map_err(internal)?
+            .is_empty();
+        if let Some(code) = reject_accounts.get(&r.account_id).filter(|_| !replay) {
             let message = injected(code, &r.account_id);
             records::record_rejections(&mut conn, &r.client_id, &[rejection(code, &message)])
                 .await

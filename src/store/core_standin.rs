@@ -86,6 +86,39 @@ pub async fn accept_usage(
     .await?)
 }
 
+#[derive(QueryableByName)]
+struct Key {
+    #[diesel(sql_type = Text)]
+    idempotency_key: String,
+}
+
+/// Which of `keys` were accepted before, as usage transactions (`orders`
+/// false) or as true-up orders (`orders` true).
+pub async fn accepted_keys(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    keys: &[String],
+    orders: bool,
+) -> Result<Vec<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = if orders {
+        "core_standin.true_up_orders"
+    } else {
+        "core_standin.usage_transactions"
+    };
+    let rows: Vec<Key> = diesel::sql_query(format!(
+        "SELECT idempotency_key FROM {table} \
+         WHERE client_id = $1 AND idempotency_key = ANY($2)"
+    ))
+    .bind::<Text, _>(client_id.to_string())
+    .bind::<Array<Text>, _>(keys.to_vec())
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|k| k.idempotency_key).collect())
+}
+
 /// A true-up order as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingTrueUp {

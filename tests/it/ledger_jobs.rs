@@ -244,6 +244,7 @@ impl Ledger {
     }
 
     /// A first-pass usage record of VOICE_MIN.
+    #[allow(clippy::too_many_arguments)]
     async fn usage(
         &self,
         client: &str,
@@ -1033,6 +1034,17 @@ async fn sync_transaction_passes_core_rejection_codes_through() {
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
     assert_eq!(codes(&outcomes), BTreeMap::from([("F2", "PROCESSED")]));
     assert_eq!(l.received(ACME).await.usage_transactions.len(), 3);
+
+    // Keys core Aria accepted stay accepted: a replay for an account it now
+    // rejects still gets the original result.
+    l.set_faults(false, &[("F1", "ACCOUNT_NOT_FOUND")]).await;
+    l.exec("UPDATE ledger.transactions SET sync_status = 'PENDING' WHERE account_id = 'F1'")
+        .await;
+    let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
+    assert_eq!(codes(&outcomes), BTreeMap::from([("F1", "PROCESSED")]));
+    let received = l.received(ACME).await;
+    assert_eq!(received.usage_transactions.len(), 3);
+    assert_eq!(received.rejections.len(), 1);
 }
 
 #[tokio::test]
@@ -1148,6 +1160,20 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
         before
     );
 
+    // A replay for an account core Aria now rejects: still the original.
+    l.set_faults(false, &[("M3-SHORT", "ACCOUNT_ON_HOLD")])
+        .await;
+    l.exec(
+        "UPDATE ledger.transactions SET sync_status = 'PENDING' \
+         WHERE transaction_type = 'TRUE_UP' AND account_id = 'M3-SHORT'",
+    )
+    .await;
+    let outcomes = l
+        .process("SYNC_BILLING_TRANSACTIONS", ACME, date, &items)
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| *o == ItemOutcome::Processed));
+
     let orders = l.received(ACME).await.true_up_orders;
     let got: Vec<(&str, i64, &str, &str, i32)> = orders
         .iter()
@@ -1164,7 +1190,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     assert_eq!(
         got,
         [
-            ("M3-SHORT", 2600, "2027-02-15", "2027-03-15", 2),
+            ("M3-SHORT", 2600, "2027-02-15", "2027-03-15", 3),
             ("M5-NONE", 5000, "2027-02-15", "2027-03-15", 1),
             ("M4-ROAM", 1000, "2027-02-15", "2027-03-15", 1),
         ],
