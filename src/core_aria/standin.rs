@@ -399,7 +399,7 @@ impl CoreStandInControl for CoreStandIn {
 }
 
 /// Serves the stand-in core Aria (sync interface, control service, health
-/// and reflection) on `listener`, recording in `db`, until `shutdown` is
+/// and reflection v1 and v1alpha) on `listener`, recording in `db`, until `shutdown` is
 /// cancelled. The database must be migrated. The main service starts it
 /// in-process on its own port; tests start it on port 0.
 pub async fn serve_standin(
@@ -415,15 +415,19 @@ pub async fn serve_standin(
     health_reporter
         .set_serving::<CoreSyncServiceServer<CoreStandIn>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(CORE_FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| CoreError::Serve(e.to_string()))?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(CORE_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e: tonic_reflection::server::Error| CoreError::Serve(e.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     tracing::info!(%addr, "serving the core Aria stand-in");
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(CoreSyncServiceServer::new(standin.clone()))
         .add_service(CoreStandInControlServer::new(standin))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
