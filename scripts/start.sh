@@ -2,11 +2,16 @@
 # Starts allegro-scheduler. Without DATABASE_URL the service starts its own
 # private PostgreSQL cluster under ALLEGRO_DATA_DIR (default .allegro-data)
 # on 127.0.0.1:54329; this script only makes sure the PostgreSQL binaries are
-# installed. Extra arguments go to `allegro-scheduler serve`.
+# installed, and loads a demo client. Extra arguments go to
+# `allegro-scheduler serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-postgres.sh
 if [ -z "${DATABASE_URL:-}" ]; then
     ensure_pg_binaries
+    # The embedded default is a development setup: give it a demo client
+    # with a ledger and a DAILY schedule (set ALLEGRO_DEMO_CLIENT= to skip).
+    export ALLEGRO_DEMO_CLIENT="${ALLEGRO_DEMO_CLIENT-demo}"
 fi
+[ -z "${ALLEGRO_DEMO_CLIENT:-}" ] && unset ALLEGRO_DEMO_CLIENT
 exec cargo run --release --locked --bin allegro-scheduler -- serve "$@"

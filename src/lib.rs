@@ -11,9 +11,14 @@
 //!   advances executions.
 //! - [`jobs`]: the job types, one module each, behind one trait.
 //! - [`store`]: every SQL statement, through diesel-async.
+//! - [`core_aria`]: the client of core Aria the sync jobs use, and the
+//!   stand-in core service for development and tests.
+//! - [`demo`]: a realistic reference ledger for demonstrations.
 
 pub mod api;
 pub mod clock;
+pub mod core_aria;
+pub mod demo;
 pub mod domain;
 pub mod embedded_pg;
 pub mod engine;

@@ -4,10 +4,15 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use allegro_scheduler::core_aria::{serve_standin, CoreAriaClient};
+use allegro_scheduler::demo::load_demo_ledger;
+use allegro_scheduler::domain::config::{ConfigDraft, Frequency, JobSpec};
 use allegro_scheduler::embedded_pg::EmbeddedPg;
+use allegro_scheduler::jobs::catalogue::CATALOGUE;
 use allegro_scheduler::jobs::JobRegistry;
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
+use allegro_scheduler::store::{configs, Db};
 
 /// Job schedule control plane of Aria Allegro.
 #[derive(Parser)]
@@ -53,7 +58,30 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let result = match server::start(&settings, JobRegistry::catalogue(), shutdown).await {
+    let url = settings
+        .database_url
+        .clone()
+        .expect("database URL set above");
+    let db = Db::new(&url, 4)?;
+    db.migrate().await?;
+    // Core Aria: the given address, else the stand-in, in-process. The sync
+    // jobs connect lazily: a core that is down only fails their batches
+    // (SYNC_ENDPOINT_UNAVAILABLE).
+    let core_url = match &settings.core_aria_url {
+        Some(url) => url.clone(),
+        None => {
+            let listener = tokio::net::TcpListener::bind(settings.standin_listen).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "starting the stand-in core Aria in-process");
+            tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
+            format!("http://{addr}")
+        }
+    };
+    if let Some(client) = &settings.demo_client {
+        load_demo(&db, client, settings.demo_accounts).await?;
+    }
+    let registry = JobRegistry::catalogue(CoreAriaClient::lazy(&core_url)?);
+    let result = match server::start(&settings, registry, shutdown).await {
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
     };
@@ -61,6 +89,52 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
         tokio::task::spawn_blocking(move || pg.stop()).await?;
     }
     result
+}
+
+/// Loads the demo ledger for `client` and creates its DAILY schedule, unless
+/// the client already has a configuration.
+async fn load_demo(
+    db: &Db,
+    client: &str,
+    accounts: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut conn = db.conn().await?;
+    if !configs::list_page(&mut conn, client, None, 1)
+        .await?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let today = chrono::Utc::now().date_naive();
+    tracing::info!(client, accounts, %today, "loading the demo ledger");
+    let ledger = load_demo_ledger(db, client, accounts, today).await?;
+    let jobs = CATALOGUE
+        .iter()
+        .map(|entry| JobSpec {
+            job_type: entry.name.to_string(),
+            manual: false,
+        })
+        .collect();
+    let draft = ConfigDraft {
+        name: "end-of-day".into(),
+        description: "Demo daily schedule: the recommended sequence".into(),
+        frequency: Frequency::Daily,
+        scheduled_time: None,
+        exception_window: None,
+        time_zone: chrono_tz::UTC,
+        recurrence_rule: None,
+        jobs,
+        automatic_runs_paused: false,
+    };
+    let row = configs::insert(&mut conn, client, &draft, chrono::Utc::now()).await?;
+    let config: allegro_scheduler::domain::config::JobScheduleConfig = row.try_into()?;
+    tracing::info!(
+        client,
+        config_id = %config.config_id,
+        due_anniversary_days = ?ledger.due_days,
+        "demo ready: process it with ProcessExecution (see README)"
+    );
+    Ok(())
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

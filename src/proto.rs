@@ -6,7 +6,19 @@ pub mod v1 {
     tonic::include_proto!("aria.allegro.scheduling.v1");
 }
 
-/// Encoded file descriptor set of every proto of this service, served by
+/// The `aria.core.v1` package: the interface to core Aria through which the
+/// sync jobs send transactions, and the control service of the stand-in.
+pub mod core_v1 {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("aria.core.v1");
+}
+
+/// Encoded file descriptor set of the scheduling protos, served by
 /// reflection so `grpcurl list` and `describe` work without the files.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/allegro_descriptor.bin"));
+
+/// Encoded file descriptor set of the core Aria protos, served by the
+/// stand-in core service's reflection.
+pub const CORE_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/core_descriptor.bin"));

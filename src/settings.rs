@@ -50,6 +50,24 @@ pub struct ServeSettings {
     /// downtime is still started; older ones are recorded as MISSED.
     #[arg(long, env = "ALLEGRO_CATCH_UP_HOURS", default_value_t = 24)]
     pub catch_up_hours: u64,
+    /// Core Aria's gRPC address for the sync jobs. Unset: the service starts
+    /// the stand-in core in-process on `--standin-listen` and uses it.
+    #[arg(long, env = "ALLEGRO_CORE_ARIA_URL")]
+    pub core_aria_url: Option<String>,
+    /// Where the in-process stand-in core listens when no core is given.
+    #[arg(
+        long,
+        env = "ALLEGRO_STANDIN_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub standin_listen: SocketAddr,
+    /// When set, and that client has no configuration yet, load a demo
+    /// ledger for it and create its DAILY schedule at startup.
+    #[arg(long, env = "ALLEGRO_DEMO_CLIENT")]
+    pub demo_client: Option<String>,
+    /// Accounts in the demo ledger.
+    #[arg(long, env = "ALLEGRO_DEMO_ACCOUNTS", default_value_t = 5000)]
+    pub demo_accounts: usize,
     /// Hours status events are kept for watchers to resume from.
     #[arg(long, env = "ALLEGRO_EVENT_RETENTION_HOURS", default_value_t = 24)]
     pub event_retention_hours: u64,
@@ -73,6 +91,10 @@ impl ServeSettings {
             scheduler_tick_ms: 1000,
             catch_up_hours: 24,
             event_retention_hours: 24,
+            core_aria_url: None,
+            standin_listen: "127.0.0.1:0".parse().expect("valid address"),
+            demo_client: None,
+            demo_accounts: 5000,
         }
     }
 

@@ -58,37 +58,3 @@ pub const CATALOGUE: [CatalogueEntry; 4] = [
     BILLING,
     SYNC_BILLING_TRANSACTIONS,
 ];
-
-/// A catalogue job whose implementation has not landed yet: planning fails
-/// with `JOB_NOT_AVAILABLE`, so the job goes to ERROR instead of pretending
-/// to work.
-pub struct NotYetAvailable(pub CatalogueEntry);
-
-#[async_trait::async_trait]
-impl super::JobType for NotYetAvailable {
-    fn name(&self) -> &str {
-        self.0.name
-    }
-    fn description(&self) -> &str {
-        self.0.description
-    }
-    fn work_item(&self) -> &str {
-        self.0.work_item
-    }
-    async fn plan(&self, _ctx: &super::JobContext) -> Result<super::PlanStream, super::JobError> {
-        Err(super::JobError::new(
-            "JOB_NOT_AVAILABLE",
-            format!("{} is not implemented in this build", self.0.name),
-        ))
-    }
-    async fn process(
-        &self,
-        _ctx: &super::JobContext,
-        _items: &[super::WorkItem],
-    ) -> Result<Vec<super::ItemOutcome>, super::JobError> {
-        Err(super::JobError::new(
-            "JOB_NOT_AVAILABLE",
-            format!("{} is not implemented in this build", self.0.name),
-        ))
-    }
-}

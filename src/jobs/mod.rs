@@ -8,9 +8,15 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use futures_util::stream::BoxStream;
 
+use crate::core_aria::CoreAriaClient;
 use crate::store::Db;
 
+pub mod billing;
 pub mod catalogue;
+mod ledger_job;
+pub mod sync_billing_transactions;
+pub mod sync_transaction;
+pub mod usage_rating;
 
 /// One work item as a job plans it: who it is about and its JSON input.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,12 +158,20 @@ impl JobRegistry {
 }
 
 impl JobRegistry {
-    /// The registry of the product's catalogue jobs.
-    pub fn catalogue() -> Self {
+    /// The registry of the product's catalogue jobs, in the recommended
+    /// schedule order, working on the reference ledger and synchronizing
+    /// with core Aria through `core`.
+    pub fn catalogue(core: CoreAriaClient) -> Self {
         let mut registry = Self::new();
-        for entry in catalogue::CATALOGUE {
-            registry.register(Arc::new(catalogue::NotYetAvailable(entry)));
-        }
+        registry
+            .register(Arc::new(usage_rating::BilltimeUsageRating::new()))
+            .register(Arc::new(sync_transaction::SyncTransaction::new(
+                core.clone(),
+            )))
+            .register(Arc::new(billing::Billing::new()))
+            .register(Arc::new(
+                sync_billing_transactions::SyncBillingTransactions::new(core),
+            ));
         registry
     }
 }

@@ -2,8 +2,10 @@
 //! connection; functions take a connection so callers choose the transaction.
 
 pub mod configs;
+pub mod core_standin;
 pub mod events;
 pub mod executions;
+pub mod ledger;
 pub mod schema;
 pub mod work;
 

@@ -1,6 +1,5 @@
 //! Job schedule configurations through gRPC: every rule and every bad input.
 
-use allegro_scheduler::jobs::JobRegistry;
 use allegro_scheduler::proto::v1 as pb;
 use prost_types::FieldMask;
 use tonic::Code;
@@ -593,12 +592,12 @@ async fn catalogue_lists_the_four_jobs() {
 #[tokio::test]
 async fn configurations_survive_a_restart() {
     let url = fresh_database().await;
-    let first = TestServer::start_with(test_settings(&url), JobRegistry::catalogue()).await;
+    let first = TestServer::start_with(test_settings(&url), catalogue_jobs()).await;
     let created = create(&first, "acme", daily("eod", &["BILLING"]))
         .await
         .unwrap();
     first.stop().await;
-    let second = TestServer::start_with(test_settings(&url), JobRegistry::catalogue()).await;
+    let second = TestServer::start_with(test_settings(&url), catalogue_jobs()).await;
     assert_eq!(
         get(&second, "acme", &created.config_id).await.unwrap(),
         created

@@ -4,6 +4,7 @@
 
 mod configs;
 mod executions;
+mod ledger_jobs;
 mod processes;
 mod scheduling;
 mod support;

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use allegro_scheduler::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::jobs::JobRegistry;
 use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::server::{self, RunningServer};
@@ -167,6 +168,14 @@ pub struct TestServer {
     shutdown: CancellationToken,
 }
 
+/// The catalogue jobs, syncing with core Aria at the default endpoint
+/// (connected lazily: tests that never run a sync job need no core).
+pub fn catalogue_jobs() -> JobRegistry {
+    JobRegistry::catalogue(
+        CoreAriaClient::lazy(DEFAULT_CORE_ARIA_ENDPOINT).expect("valid endpoint"),
+    )
+}
+
 /// Settings for a test server on `database_url`: quick polling so tests do
 /// not wait on idle workers.
 pub fn test_settings(database_url: &str) -> ServeSettings {
@@ -184,7 +193,7 @@ impl TestServer {
     /// A server with the catalogue jobs on a fresh database.
     pub async fn start() -> Self {
         let url = fresh_database().await;
-        Self::start_with(test_settings(&url), JobRegistry::catalogue()).await
+        Self::start_with(test_settings(&url), catalogue_jobs()).await
     }
 
     /// A server with these settings and job types.

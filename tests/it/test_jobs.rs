@@ -150,7 +150,7 @@ pub struct Controls {
 /// The catalogue plus the test job types.
 pub fn registry() -> (JobRegistry, Controls) {
     let controls = Controls::default();
-    let mut r = JobRegistry::catalogue();
+    let mut r = crate::support::catalogue_jobs();
     r.register(Arc::new(TestJob::new("EMPTY", 0)));
     r.register(Arc::new(TestJob::new("ITEMS_120", 120)));
     r.register(Arc::new(TestJob::new("ITEMS_75", 75)));

@@ -1,0 +1,108 @@
+//! The client of core Aria's sync interface the SYNC jobs use.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::CoreError;
+use crate::proto::core_v1::core_sync_service_client::CoreSyncServiceClient;
+use crate::proto::core_v1::{
+    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, RecordUsageTransactionsRequest,
+    TransactionResult, UsageTransaction,
+};
+
+/// At most this many transactions go in one RecordUsageTransactions call,
+/// keeping messages well under gRPC's default 4 MB limit.
+pub const MAX_TRANSACTIONS_PER_CALL: usize = 2000;
+
+/// How long the client waits to connect to core Aria.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one call may take before it counts as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to core Aria's sync interface. Cheap to clone (clones share
+/// one lazily connected channel), so every job holds its own.
+#[derive(Debug, Clone)]
+pub struct CoreAriaClient {
+    sync: CoreSyncServiceClient<Channel>,
+    endpoint: String,
+}
+
+impl CoreAriaClient {
+    /// A client of core Aria at `endpoint` (e.g. `http://core-aria:50052`).
+    /// Connects on first use, and reconnects after failures, so a core that
+    /// is down at startup only fails the calls made while it is down.
+    pub fn lazy(endpoint: &str) -> Result<Self, CoreError> {
+        let invalid = |reason: String| CoreError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| invalid(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect_lazy();
+        Ok(Self {
+            sync: CoreSyncServiceClient::new(channel),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends usage transactions of `client_id`, in calls of at most
+    /// [`MAX_TRANSACTIONS_PER_CALL`]; one result per transaction, in order.
+    /// Any call failing fails the whole send: the caller retries, and core
+    /// Aria's idempotency keys make the calls that did succeed replays.
+    pub async fn record_usage_transactions(
+        &self,
+        client_id: &str,
+        transactions: Vec<UsageTransaction>,
+    ) -> Result<Vec<TransactionResult>, CoreError> {
+        let mut results = Vec::with_capacity(transactions.len());
+        for chunk in transactions.chunks(MAX_TRANSACTIONS_PER_CALL) {
+            let response = self
+                .sync
+                .clone()
+                .record_usage_transactions(RecordUsageTransactionsRequest {
+                    client_id: client_id.to_string(),
+                    transactions: chunk.to_vec(),
+                })
+                .await
+                .map_err(CoreError::from_status)?
+                .into_inner();
+            if response.results.len() != chunk.len()
+                || response
+                    .results
+                    .iter()
+                    .zip(chunk)
+                    .any(|(r, t)| r.idempotency_key != t.idempotency_key)
+            {
+                return Err(CoreError::Protocol(format!(
+                    "{} results for {} transactions, or not in request order",
+                    response.results.len(),
+                    chunk.len()
+                )));
+            }
+            results.extend(response.results);
+        }
+        Ok(results)
+    }
+
+    /// Asks core Aria to create the order of one true-up.
+    pub async fn create_true_up_order(
+        &self,
+        request: CreateTrueUpOrderRequest,
+    ) -> Result<CreateTrueUpOrderResponse, CoreError> {
+        Ok(self
+            .sync
+            .clone()
+            .create_true_up_order(request)
+            .await
+            .map_err(CoreError::from_status)?
+            .into_inner())
+    }
+}
