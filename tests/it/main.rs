@@ -3,6 +3,7 @@
 //! socket.
 
 mod configs;
+mod daily_sequence;
 mod executions;
 mod ledger_jobs;
 mod processes;
