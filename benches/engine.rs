@@ -196,7 +196,10 @@ async fn main() {
     let items = env_usize("ALLEGRO_BENCH_ITEMS", 1_000_000);
     let errored = env_usize("ALLEGRO_BENCH_ERRORED", 100_000);
     let url = fresh_db(&admin).await;
-    let mut registry = JobRegistry::new();
+    let billing_accounts = env_usize("ALLEGRO_BENCH_BILLING_ACCOUNTS", 100_000);
+    // The catalogue jobs (BILLING is measured below) plus the no-op jobs.
+    let core = allegro_scheduler::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9").unwrap();
+    let mut registry = JobRegistry::catalogue(core);
     registry.register(Arc::new(NoopJob {
         name: "NOOP",
         items,
@@ -321,5 +324,26 @@ async fn main() {
         percentile(&mut pages, 0.99).as_secs_f64() * 1e3
     );
     println!("peak RSS overall: {:.1} MB", peak_rss_mb());
+
+    // BILLING over the demo ledger: the accounts due on the date.
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+    let db = allegro_scheduler::store::Db::new(&url, 4).unwrap();
+    let t = Instant::now();
+    allegro_scheduler::demo::load_demo_ledger(&db, "bench", billing_accounts, date)
+        .await
+        .unwrap();
+    println!(
+        "demo ledger of {billing_accounts} accounts loaded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let billing = bench.config("billing", "BILLING").await;
+    let (bplan, bprocess, btotal) = bench.run(&billing).await;
+    println!(
+        "BILLING over {billing_accounts} accounts: {btotal} due accounts planned in {:.2} s, \
+         processed in {:.2} s = {:.0} items/s",
+        bplan.as_secs_f64(),
+        bprocess.as_secs_f64(),
+        btotal as f64 / bprocess.as_secs_f64()
+    );
     running.shutdown().await.unwrap();
 }

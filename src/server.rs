@@ -117,7 +117,7 @@ pub async fn start_with_clock(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let hub = EventHub::start(url.to_string(), shutdown.clone());
+    let hub = EventHub::start(url.to_string(), engine.db().clone(), shutdown.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
     workers.push(tokio::spawn(prune_events(
         engine.clone(),

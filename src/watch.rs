@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,49 +20,132 @@ use crate::domain::Error;
 use crate::engine::Engine;
 use crate::store::events::{self, EventRow, CHANNEL};
 use crate::store::executions::{self, LoadedExecution};
+use crate::store::Db;
 
 /// Events read from the table per query.
 const PAGE: i64 = 500;
 /// A watcher re-reads the table at least this often even without a
 /// notification (covers a LISTEN reconnect).
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
+/// Rows a client's tail keeps for watchers that fall behind; past that a
+/// watcher reads the table itself.
+const TAIL_BUFFER: usize = 1024;
 /// Days of finished executions a snapshot shows.
 const SNAPSHOT_DAYS: i64 = 7;
 
-/// Fans notifications out to the watchers of this process.
-#[derive(Clone, Default)]
+/// Rows of one client's event log, read once per process and broadcast to
+/// all of that client's watchers.
+struct ClientTail {
+    rows: broadcast::Sender<Arc<EventRow>>,
+    wake: watch::Sender<u64>,
+}
+
+/// Fans notifications out to the watchers of this process: per client, one
+/// task reads the new events once and broadcasts them in memory.
+#[derive(Clone)]
 pub struct EventHub {
-    clients: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    db: Db,
+    clients: Arc<Mutex<HashMap<String, ClientTail>>>,
+    shutdown: CancellationToken,
 }
 
 impl EventHub {
     /// Starts the hub's LISTEN task on a dedicated connection to `url`; it
     /// reconnects on failure and stops with `shutdown`.
-    pub fn start(url: String, shutdown: CancellationToken) -> Self {
-        let hub = Self::default();
+    pub fn start(url: String, db: Db, shutdown: CancellationToken) -> Self {
+        let hub = Self {
+            db,
+            clients: Arc::default(),
+            shutdown: shutdown.clone(),
+        };
         tokio::spawn(hub.clone().listen(url, shutdown));
         hub
     }
 
-    /// A receiver that changes whenever `client` has new events.
-    pub fn subscribe(&self, client: &str) -> watch::Receiver<u64> {
+    /// The live rows of `client`'s event log (starting its tail task if
+    /// needed).
+    pub fn subscribe(&self, client: &str) -> broadcast::Receiver<Arc<EventRow>> {
         let mut clients = self.clients.lock().expect("hub lock");
-        clients.retain(|_, tx| tx.receiver_count() > 0);
-        clients
-            .entry(client.to_string())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+        if let Some(tail) = clients.get(client) {
+            return tail.rows.subscribe();
+        }
+        let (rows, receiver) = broadcast::channel(TAIL_BUFFER);
+        let (wake, wake_rx) = watch::channel(0);
+        clients.insert(
+            client.to_string(),
+            ClientTail {
+                rows: rows.clone(),
+                wake,
+            },
+        );
+        tokio::spawn(self.clone().tail(client.to_string(), rows, wake_rx));
+        receiver
+    }
+
+    /// Reads `client`'s new events once per notification and broadcasts
+    /// them; ends when no watcher of the client is left.
+    async fn tail(
+        self,
+        client: String,
+        rows: broadcast::Sender<Arc<EventRow>>,
+        mut wake: watch::Receiver<u64>,
+    ) {
+        let mut position = loop {
+            match self.db.conn().await {
+                Ok(mut conn) => match events::bounds(&mut conn, &client).await {
+                    Ok((_, last)) => break last.unwrap_or(0),
+                    Err(e) => tracing::warn!(error = %e, "event tail"),
+                },
+                Err(e) => tracing::warn!(error = %e, "event tail"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        loop {
+            loop {
+                let page = match self.db.conn().await {
+                    Ok(mut conn) => events::after(&mut conn, &client, position, PAGE).await,
+                    Err(e) => Err(e),
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event tail read failed");
+                        break;
+                    }
+                };
+                let full = page.len() as i64 == PAGE;
+                for row in page {
+                    position = row.sequence;
+                    let _ = rows.send(Arc::new(row));
+                }
+                if !full {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                changed = wake.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(FALLBACK_POLL) => {}
+            }
+            let mut clients = self.clients.lock().expect("hub lock");
+            if rows.receiver_count() == 0 {
+                clients.remove(&client);
+                break;
+            }
+        }
     }
 
     fn notify(&self, client: Option<&str>) {
         let clients = self.clients.lock().expect("hub lock");
         match client {
             Some(c) => {
-                if let Some(tx) = clients.get(c) {
-                    tx.send_modify(|g| *g += 1);
+                if let Some(tail) = clients.get(c) {
+                    tail.wake.send_modify(|g| *g += 1);
                 }
             }
-            None => clients.values().for_each(|tx| tx.send_modify(|g| *g += 1)),
+            None => clients
+                .values()
+                .for_each(|tail| tail.wake.send_modify(|g| *g += 1)),
         }
     }
 
@@ -233,7 +316,7 @@ pub async fn run(
     tx: mpsc::Sender<WatchMessage>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let mut wake = hub.subscribe(&scope.client_id);
+    let mut live = hub.subscribe(&scope.client_id);
     let mut position = scope.after_sequence;
     if position <= 0 {
         let snap = snapshot(&engine, &scope).await?;
@@ -268,48 +351,100 @@ pub async fn run(
             }
         }
     }
+    // Catch up from the table, then follow the live rows; fall back to the
+    // table whenever the live rows skip (this watcher fell behind).
+    if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+        return Ok(());
+    }
     loop {
-        // Drain everything after our position.
-        loop {
-            let rows = {
-                let mut conn = engine.db().conn().await?;
-                events::after(&mut conn, &scope.client_id, position, PAGE).await?
-            };
-            let full = rows.len() as i64 == PAGE;
-            if let Some(last) = rows.last() {
-                position = last.sequence;
-            }
-            let decoded: Vec<(EventRow, EventBody)> = rows
-                .into_iter()
-                .filter(|row| scope.includes(row))
-                .filter_map(|row| {
-                    let body = serde_json::from_value(row.body.clone()).ok()?;
-                    Some((row, body))
-                })
-                .collect();
-            for (row, body) in coalesce(decoded) {
-                let message = WatchMessage::Event {
-                    sequence: row.sequence,
-                    time: row.time,
-                    execution_id: row.execution_id,
-                    config_id: row.config_id,
-                    business_date: row.business_date,
-                    body,
-                };
-                tokio::select! {
-                    sent = tx.send(message) => if sent.is_err() { return Ok(()) },
-                    _ = shutdown.cancelled() => return Ok(()),
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        tokio::select! {
+        let row = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tx.closed() => return Ok(()),
-            changed = wake.changed() => if changed.is_err() { return Ok(()) },
-            _ = tokio::time::sleep(FALLBACK_POLL) => {}
+            row = live.recv() => row,
+        };
+        match row {
+            Ok(row) if row.sequence <= position => {}
+            Ok(row) if row.sequence == position + 1 => {
+                position = row.sequence;
+                if scope.includes(&row) {
+                    if let Ok(body) = serde_json::from_value::<EventBody>(row.body.clone()) {
+                        if !send(&tx, &shutdown, message(&row, body)).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+                    return Ok(());
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                live = hub.subscribe(&scope.client_id);
+                if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn message(row: &EventRow, body: EventBody) -> WatchMessage {
+    WatchMessage::Event {
+        sequence: row.sequence,
+        time: row.time,
+        execution_id: row.execution_id,
+        config_id: row.config_id,
+        business_date: row.business_date,
+        body,
+    }
+}
+
+/// Sends one message; false when the watcher is gone or shutting down.
+async fn send(
+    tx: &mpsc::Sender<WatchMessage>,
+    shutdown: &CancellationToken,
+    m: WatchMessage,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(m) => sent.is_ok(),
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+/// Sends everything after `position` from the table (coalescing superseded
+/// counts); false when the watcher is gone.
+async fn drain(
+    engine: &Engine,
+    scope: &WatchScope,
+    position: &mut i64,
+    tx: &mpsc::Sender<WatchMessage>,
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    loop {
+        let rows = {
+            let mut conn = engine.db().conn().await?;
+            events::after(&mut conn, &scope.client_id, *position, PAGE).await?
+        };
+        let full = rows.len() as i64 == PAGE;
+        if let Some(last) = rows.last() {
+            *position = last.sequence;
+        }
+        let decoded: Vec<(EventRow, EventBody)> = rows
+            .into_iter()
+            .filter(|row| scope.includes(row))
+            .filter_map(|row| {
+                let body = serde_json::from_value(row.body.clone()).ok()?;
+                Some((row, body))
+            })
+            .collect();
+        for (row, body) in coalesce(decoded) {
+            if !send(tx, shutdown, message(&row, body)).await {
+                return Ok(false);
+            }
+        }
+        if !full {
+            return Ok(true);
         }
     }
 }

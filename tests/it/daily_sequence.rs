@@ -41,7 +41,9 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let db = Db::new(&url, 4).unwrap();
     let date = NaiveDate::parse_from_str(DATE, "%Y-%m-%d").unwrap();
     load_demo_ledger(&db, "acme", 2000, date).await.unwrap();
-    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     // This test is about core Aria's rejections: take the demo's broken
     // accounts out (suspended ones reactivated, those whose subscription was
@@ -90,7 +92,9 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rejected.len(), 3);
-    let mut control = CoreStandInControlClient::connect(standin_url.clone()).await.unwrap();
+    let mut control = CoreStandInControlClient::connect(standin_url.clone())
+        .await
+        .unwrap();
     control
         .set_faults(SetFaultsRequest {
             unavailable: false,
@@ -108,7 +112,12 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
             client_id: "acme".into(),
             config: Some(daily(
                 "eod",
-                &["BILLTIME_USAGE_RATING", "SYNC_TRANSACTION", "BILLING", "SYNC_BILLING_TRANSACTIONS"],
+                &[
+                    "BILLTIME_USAGE_RATING",
+                    "SYNC_TRANSACTION",
+                    "BILLING",
+                    "SYNC_BILLING_TRANSACTIONS",
+                ],
             )),
         })
         .await
@@ -125,7 +134,11 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     assert_eq!(status(&e), pb::Status::Error);
     assert_eq!(job_status(&e, 1), pb::Status::Completed);
     assert_eq!(job_status(&e, 2), pb::Status::Error);
-    assert_eq!(job_status(&e, 3), pb::Status::Pending, "BILLING waits behind the errored sync");
+    assert_eq!(
+        job_status(&e, 3),
+        pb::Status::Pending,
+        "BILLING waits behind the errored sync"
+    );
 
     // The drill-down shows exactly the rejected accounts under the core's code.
     let codes = fx.error_codes(2).await;
@@ -144,14 +157,19 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .unwrap();
     retry(&fx, 2).await;
     let e = fx
-        .wait_for(DATE, |e| finished(e) && job_status(e, 2) == pb::Status::Completed)
+        .wait_for(DATE, |e| {
+            finished(e) && job_status(e, 2) == pb::Status::Completed
+        })
         .await;
     assert_eq!(status(&e), pb::Status::Completed, "{e:#?}");
 
     // Each ledger transaction synced once: the stand-in holds every key of
     // the ledger's synced transactions exactly once.
-    let ledger_keys: BTreeSet<String> =
-        synced_keys().await.difference(&synced_before).cloned().collect();
+    let ledger_keys: BTreeSet<String> = synced_keys()
+        .await
+        .difference(&synced_before)
+        .cloned()
+        .collect();
     assert!(!ledger_keys.is_empty());
     let pending: i64 = pg
         .query_one(
@@ -181,7 +199,10 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .unwrap()
         .get(0);
     let orders: i64 = pg
-        .query_one("SELECT count(*) FROM core_standin.true_up_orders WHERE client_id = 'acme'", &[])
+        .query_one(
+            "SELECT count(*) FROM core_standin.true_up_orders WHERE client_id = 'acme'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
