@@ -145,6 +145,27 @@ impl ExecutionApi {
             .await
     }
 
+    /// The job run at `position` in one query; when there is none, tells
+    /// NOT_FOUND (no execution) from INVALID_ARGUMENT (no such position).
+    async fn stats_job_run(
+        &self,
+        conn: &mut crate::store::Conn,
+        client: &str,
+        key: ExecutionKey,
+        position: u32,
+    ) -> Result<executions::JobRunRow, Error> {
+        if position == 0 {
+            return Err(Error::invalid("position", "required: a job position from 1"));
+        }
+        if let Some(run) =
+            executions::job_run_at(conn, client, key.config_id, key.business_date, position).await?
+        {
+            return Ok(run);
+        }
+        let execution = self.load(client, key).await?;
+        Self::job_run(&execution, position).cloned()
+    }
+
     /// The job run at `position`, INVALID_ARGUMENT when there is none.
     fn job_run(
         execution: &LoadedExecution,
@@ -408,8 +429,8 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<pb::JobStats>, Status> {
         let r = request.into_inner();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let execution = self.load(&client, key).await?;
-        let run = Self::job_run(&execution, r.position)?;
+        let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
+        let run = self.stats_job_run(&mut conn, &client, key, r.position).await?;
         let job = run.state()?;
         Ok(Response::new(pb::JobStats {
             position: job.position,
@@ -425,9 +446,8 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<pb::ListJobErrorCodesResponse>, Status> {
         let r = request.into_inner();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let execution = self.load(&client, key).await?;
-        let run = Self::job_run(&execution, r.position)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
+        let run = self.stats_job_run(&mut conn, &client, key, r.position).await?;
         let rows = work::error_counts(&mut conn, run.job_run_id)
             .await
             .map_err(Error::from)?;

@@ -129,14 +129,12 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
     let mut conn = engine.db().conn().await?;
     let result = conn
         .transaction::<_, PlanAbort, _>(async move |conn| {
-            let mut stream = stream.map_err(PlanAbort::Job)?;
+            let stream = stream.map_err(PlanAbort::Job)?;
+            // The job produces its next chunk while this one is inserted.
+            let mut chunks = produce(stream);
             work::discard(conn, &[claim.job_run_id]).await?;
             let mut next_seq: i32 = 1;
-            while let Some(chunk) = AssertUnwindSafe(stream.next())
-                .catch_unwind()
-                .await
-                .map_err(|_| PlanAbort::Job(JobError::new("JOB_PANICKED", "planning panicked")))?
-            {
+            while let Some(chunk) = chunks.recv().await {
                 let mut chunk: Vec<PlannedItem> = chunk.map_err(PlanAbort::Job)?;
                 while !chunk.is_empty() {
                     let rest = chunk.split_off(chunk.len().min(INSERT_CHUNK));
@@ -180,6 +178,29 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
             record_plan_failure(engine, &claim, job_error).await
         }
     }
+}
+
+/// Runs a job's plan stream on its own task, two chunks ahead of the
+/// inserts; a panic in the job becomes its error.
+fn produce(
+    mut stream: crate::jobs::PlanStream,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<PlannedItem>, JobError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let next = AssertUnwindSafe(stream.next()).catch_unwind().await;
+            let item = match next {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => Err(JobError::new("JOB_PANICKED", "planning panicked")),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 async fn still_planning(

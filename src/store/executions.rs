@@ -523,3 +523,24 @@ pub async fn snapshot(
     }
     Ok(out)
 }
+
+/// The job run at `position` of the execution of (client, config, date), in
+/// one query: what the statistics RPCs need.
+pub async fn job_run_at(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+    business_date: NaiveDate,
+    position: u32,
+) -> Result<Option<JobRunRow>, StoreError> {
+    Ok(job_runs::table
+        .inner_join(executions::table)
+        .filter(executions::client_id.eq(client_id))
+        .filter(executions::config_id.eq(config_id))
+        .filter(executions::business_date.eq(business_date))
+        .filter(job_runs::position.eq(position as i32))
+        .select(JobRunRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
