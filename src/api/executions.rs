@@ -155,7 +155,10 @@ impl ExecutionApi {
         position: u32,
     ) -> Result<executions::JobRunRow, Error> {
         if position == 0 {
-            return Err(Error::invalid("position", "required: a job position from 1"));
+            return Err(Error::invalid(
+                "position",
+                "required: a job position from 1",
+            ));
         }
         if let Some(run) =
             executions::job_run_at(conn, client, key.config_id, key.business_date, position).await?
@@ -430,7 +433,9 @@ impl ExecutionService for ExecutionApi {
         let r = request.into_inner();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
-        let run = self.stats_job_run(&mut conn, &client, key, r.position).await?;
+        let run = self
+            .stats_job_run(&mut conn, &client, key, r.position)
+            .await?;
         let job = run.state()?;
         Ok(Response::new(pb::JobStats {
             position: job.position,
@@ -447,7 +452,9 @@ impl ExecutionService for ExecutionApi {
         let r = request.into_inner();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
-        let run = self.stats_job_run(&mut conn, &client, key, r.position).await?;
+        let run = self
+            .stats_job_run(&mut conn, &client, key, r.position)
+            .await?;
         let rows = work::error_counts(&mut conn, run.job_run_id)
             .await
             .map_err(Error::from)?;

@@ -20,8 +20,6 @@ use crate::store::work::{self, BatchErrors, ClaimedBatch, PlanClaim};
 /// A whole-batch failure is retried this many times before its items are
 /// errored with the failure's code.
 const MAX_BATCH_ATTEMPTS: i32 = 3;
-/// Planned items are inserted in statements of at most this many rows.
-const INSERT_CHUNK: usize = 10_000;
 /// Plans larger than this refresh planner statistics afterwards.
 const ANALYZE_AFTER: i32 = 20_000;
 
@@ -126,42 +124,51 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
     };
     let batch_size = engine.settings().batch_size as i32;
     let owner = engine.worker_id();
-    let mut conn = engine.db().conn().await?;
-    let result = conn
-        .transaction::<_, PlanAbort, _>(async move |conn| {
-            let stream = stream.map_err(PlanAbort::Job)?;
-            // The job produces its next chunk while this one is inserted.
+    // Step 1: the items, copied in on their own connection and transaction.
+    // Until step 2 forms the batches nothing claims them; a planner that
+    // dies in between leaves items the next planner replaces.
+    let copied = match stream {
+        Err(e) => Err(PlanAbort::Job(e)),
+        Ok(stream) => {
             let mut chunks = produce(stream);
-            work::discard(conn, &[claim.job_run_id]).await?;
-            let mut next_seq: i32 = 1;
-            while let Some(chunk) = chunks.recv().await {
-                let mut chunk: Vec<PlannedItem> = chunk.map_err(PlanAbort::Job)?;
-                while !chunk.is_empty() {
-                    let rest = chunk.split_off(chunk.len().min(INSERT_CHUNK));
-                    let n = chunk.len() as i32;
-                    work::insert_items(conn, claim.job_run_id, next_seq, chunk).await?;
-                    next_seq += n;
-                    chunk = rest;
+            work::copy_items(engine.db().url(), claim.job_run_id, &mut chunks)
+                .await
+                .map_err(|e| match e {
+                    work::CopyError::Source(job) => PlanAbort::Job(job),
+                    work::CopyError::Db(db) => {
+                        PlanAbort::Failed(Error::Internal(format!("copying planned items: {db}")))
+                    }
+                })
+        }
+    };
+    let mut conn = engine.db().conn().await?;
+    let result = match copied {
+        Err(abort) => Err(abort),
+        Ok(total) => {
+            conn.transaction::<_, PlanAbort, _>(async move |conn| {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query("DELETE FROM batches WHERE job_run_id = $1")
+                        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id),
+                    conn,
+                )
+                .await?;
+                if total > 0 {
+                    work::insert_range_batches(conn, claim.job_run_id, total, batch_size).await?;
                 }
-            }
-            let total = next_seq - 1;
-            if total > 0 {
-                work::insert_range_batches(conn, claim.job_run_id, total, batch_size).await?;
-            }
-            let loaded = executions::load_by_id(conn, claim.execution_id, true)
-                .await?
-                .ok_or(PlanAbort::Lost)?;
-            let position = claim.position as u32;
-            let still_mine = still_planning(conn, claim.job_run_id, owner).await?;
-            if !still_mine {
-                return Err(PlanAbort::Lost);
-            }
-            let mut after = loaded.state.clone();
-            after.planned(position, total as i64)?;
-            save_transition(conn, &loaded, &after, Vec::new()).await?;
-            Ok(total)
-        })
-        .await;
+                let loaded = executions::load_by_id(conn, claim.execution_id, true)
+                    .await?
+                    .ok_or(PlanAbort::Lost)?;
+                if !still_planning(conn, claim.job_run_id, owner).await? {
+                    return Err(PlanAbort::Lost);
+                }
+                let mut after = loaded.state.clone();
+                after.planned(claim.position as u32, total as i64)?;
+                save_transition(conn, &loaded, &after, Vec::new()).await?;
+                Ok(total)
+            })
+            .await
+        }
+    };
     match result {
         Ok(total) => {
             tracing::info!(job_run = claim.job_run_id, job_type = %claim.job_type, total, "planned");

@@ -532,3 +532,66 @@ pub async fn analyze(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
         .await?;
     Ok(())
 }
+
+/// Why copying a plan's items in failed.
+#[derive(Debug)]
+pub enum CopyError<E> {
+    /// The item source failed (the job's own error).
+    Source(E),
+    /// The database failed.
+    Db(tokio_postgres::Error),
+}
+
+/// Replaces the work items of a job run with `chunks`, numbered from 1, by
+/// binary COPY on a dedicated connection in one transaction (several times
+/// faster than INSERT for large plans). Returns how many items were copied.
+/// Nothing is visible to the engine until the caller forms the batches.
+pub async fn copy_items<E>(
+    url: &str,
+    job_run_id: i64,
+    chunks: &mut tokio::sync::mpsc::Receiver<Result<Vec<PlannedItem>, E>>,
+) -> Result<i32, CopyError<E>> {
+    use futures_util::pin_mut;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(CopyError::Db)?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let tx = client.transaction().await.map_err(CopyError::Db)?;
+        tokio_postgres::Transaction::execute(
+            &tx,
+            "DELETE FROM work_items WHERE job_run_id = $1",
+            &[&job_run_id],
+        )
+        .await
+        .map_err(CopyError::Db)?;
+        let sink = tx
+            .copy_in("COPY work_items (job_run_id, seq, account_id, payload) FROM STDIN BINARY")
+            .await
+            .map_err(CopyError::Db)?;
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT4, Type::TEXT, Type::JSONB]);
+        pin_mut!(writer);
+        let mut seq: i32 = 0;
+        while let Some(chunk) = chunks.recv().await {
+            for item in chunk.map_err(CopyError::Source)? {
+                seq += 1;
+                writer
+                    .as_mut()
+                    .write(&[&job_run_id, &seq, &item.account_id, &item.payload])
+                    .await
+                    .map_err(CopyError::Db)?;
+            }
+        }
+        writer.as_mut().finish().await.map_err(CopyError::Db)?;
+        tx.commit().await.map_err(CopyError::Db)?;
+        Ok(seq)
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
