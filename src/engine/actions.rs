@@ -52,7 +52,10 @@ pub struct ExecutionKey {
 
 /// The job list of a configuration as an execution snapshots it, with
 /// per-execution manual designations (positions from 1).
-fn snapshot(config: &JobScheduleConfig, manual_positions: &[u32]) -> Result<Vec<JobState>, Error> {
+pub(super) fn snapshot(
+    config: &JobScheduleConfig,
+    manual_positions: &[u32],
+) -> Result<Vec<JobState>, Error> {
     let count = config.draft.jobs.len() as u32;
     let mut violations = crate::domain::error::Violations::default();
     for (i, p) in manual_positions.iter().enumerate() {
@@ -89,7 +92,7 @@ async fn load_config(
 }
 
 /// Records the action and its event.
-async fn record(
+pub(super) async fn record(
     conn: &mut AsyncPgConnection,
     loaded: &LoadedExecution,
     actor: &Actor,
@@ -338,26 +341,11 @@ impl Engine {
                     ),
                 };
                 let mut after = loaded.state.clone();
-                if !created && after.is_fresh() && !designated.is_empty() {
+                // Designations for this execution; `save` below writes them.
+                if !created && after.is_fresh() {
                     for job in &mut after.jobs {
-                        if designated.contains(&job.position) {
-                            job.manual = true;
-                        }
+                        job.manual |= designated.contains(&job.position);
                     }
-                    diesel_async::RunQueryDsl::execute(
-                        diesel::sql_query(
-                            "UPDATE job_runs SET manual = true \
-                                 WHERE execution_id = $1 AND position = ANY($2)",
-                        )
-                        .bind::<diesel::sql_types::Uuid, _>(loaded.row.execution_id)
-                        .bind::<diesel::sql_types::Array<
-                            diesel::sql_types::Integer,
-                        >, _>(
-                            designated.iter().map(|p| *p as i32).collect::<Vec<_>>(),
-                        ),
-                        conn,
-                    )
-                    .await?;
                 }
                 let started = after.start();
                 let outcome = if started {

@@ -20,15 +20,14 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::actions::Actor;
 use super::{save_transition, Engine};
 use crate::domain::calendar;
 use crate::domain::config::JobScheduleConfig;
-use crate::domain::event::EventBody;
-use crate::domain::execution::{ExecutionPhase, JobState};
+use crate::domain::execution::ExecutionPhase;
 use crate::domain::Error;
 use crate::store::configs;
-use crate::store::events;
-use crate::store::executions::{self, NewAction};
+use crate::store::executions;
 
 /// The actor recorded for automatic actions.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
@@ -154,13 +153,12 @@ impl Engine {
         missed: bool,
     ) -> Result<bool, Error> {
         use diesel_async::AsyncConnection;
-        let jobs: Vec<JobState> = config
-            .draft
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| JobState::new(i as u32 + 1, j.job_type.clone(), j.manual))
-            .collect();
+        let jobs = super::actions::snapshot(config, &[])?;
+        let actor = Actor {
+            client_id: config.client_id.clone(),
+            actor: SCHEDULER_ACTOR.to_string(),
+            reason: String::new(),
+        };
         let client = config.client_id.clone();
         let config_id = config.config_id;
         let name = config.draft.name.clone();
@@ -194,24 +192,7 @@ impl Engine {
                     ("PROCESS", format!("automatic start (due at {due})"))
                 };
                 save_transition(conn, &loaded, &after, Vec::new()).await?;
-                let action = executions::record_action(
-                    conn,
-                    id,
-                    &NewAction {
-                        kind,
-                        actor: SCHEDULER_ACTOR,
-                        reason: "",
-                        job_position: 0,
-                        outcome,
-                    },
-                )
-                .await?;
-                events::append(
-                    conn,
-                    &super::target_of(&loaded),
-                    &[EventBody::ActionTaken { action }],
-                )
-                .await?;
+                super::actions::record(conn, &loaded, &actor, kind, 0, outcome).await?;
                 Ok(true)
             })
             .await?;

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::{save_transition, Engine, JobRunFacts};
 use crate::domain::event::EventBody;
-use crate::domain::execution::{Counts, JobPhase};
+use crate::domain::execution::Counts;
 use crate::domain::Error;
 use crate::jobs::{ItemOutcome, JobContext, JobError, PlannedItem};
-use crate::store::events::{self, EventTarget};
+use crate::store::events;
 use crate::store::executions;
 use crate::store::work::{self, BatchErrors, ClaimedBatch, PlanClaim};
 
@@ -146,19 +146,14 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
         Err(abort) => Err(abort),
         Ok(total) => {
             conn.transaction::<_, PlanAbort, _>(async move |conn| {
-                diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query("DELETE FROM batches WHERE job_run_id = $1")
-                        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id),
-                    conn,
-                )
-                .await?;
+                work::delete_batches(conn, claim.job_run_id).await?;
                 if total > 0 {
                     work::insert_range_batches(conn, claim.job_run_id, total, batch_size).await?;
                 }
                 let loaded = executions::load_by_id(conn, claim.execution_id, true)
                     .await?
                     .ok_or(PlanAbort::Lost)?;
-                if !still_planning(conn, claim.job_run_id, owner).await? {
+                if !work::still_planning(conn, claim.job_run_id, owner).await? {
                     return Err(PlanAbort::Lost);
                 }
                 let mut after = loaded.state.clone();
@@ -210,24 +205,6 @@ fn produce(
     rx
 }
 
-async fn still_planning(
-    conn: &mut diesel_async::AsyncPgConnection,
-    job_run_id: i64,
-    owner: Uuid,
-) -> Result<bool, Error> {
-    use crate::store::schema::job_runs;
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    let n: i64 = job_runs::table
-        .filter(job_runs::job_run_id.eq(job_run_id))
-        .filter(job_runs::phase.eq(JobPhase::Planning.as_str()))
-        .filter(job_runs::plan_owner.eq(owner))
-        .count()
-        .get_result(conn)
-        .await?;
-    Ok(n == 1)
-}
-
 /// A plan that failed as a whole becomes one errored work item of the job,
 /// so the drill-down shows its code and reason and Retry plans again.
 async fn record_plan_failure(
@@ -239,56 +216,27 @@ async fn record_plan_failure(
     let claim = claim.clone();
     let mut conn = engine.db().conn().await?;
     conn.transaction::<_, Error, _>(async move |conn| {
-        use diesel_async::RunQueryDsl;
         let Some(loaded) = executions::load_by_id(conn, claim.execution_id, true).await? else {
             return Ok(());
         };
-        if !still_planning(conn, claim.job_run_id, owner).await? {
+        if !work::still_planning(conn, claim.job_run_id, owner).await? {
             return Ok(());
         }
         let round = loaded
             .job_run(claim.position as u32)
             .map(|r| r.round)
             .unwrap_or(1);
-        work::discard(conn, &[claim.job_run_id]).await?;
-        work::insert_items(
-            conn,
-            claim.job_run_id,
-            1,
-            vec![PlannedItem {
-                account_id: String::new(),
-                payload: serde_json::json!({
-                    "stage": "plan",
-                    "job_type": claim.job_type,
-                    "business_date": claim.business_date.to_string(),
-                }),
-            }],
-        )
-        .await?;
-        diesel::sql_query(
-            "INSERT INTO work_item_errors (job_run_id, seq, attempt, batch_id, error_code, reason) \
-             VALUES ($1, 1, $2, 0, $3, $4)",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
-        .bind::<diesel::sql_types::Integer, _>(round)
-        .bind::<diesel::sql_types::Text, _>(&error.code)
-        .bind::<diesel::sql_types::Text, _>(format!("planning failed: {}", error.reason))
-        .execute(conn)
-        .await?;
-        diesel::sql_query(
-            "INSERT INTO job_run_error_counts (job_run_id, error_code, count) VALUES ($1, $2, 1)",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
-        .bind::<diesel::sql_types::Text, _>(&error.code)
-        .execute(conn)
-        .await?;
-        diesel::sql_query(
-            "UPDATE job_runs SET plan_failed = true, round = $2 WHERE job_run_id = $1",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(claim.job_run_id)
-        .bind::<diesel::sql_types::Integer, _>(round)
-        .execute(conn)
-        .await?;
+        let item = PlannedItem {
+            account_id: String::new(),
+            payload: serde_json::json!({
+                "stage": "plan",
+                "job_type": claim.job_type,
+                "business_date": claim.business_date.to_string(),
+            }),
+        };
+        let reason = format!("planning failed: {}", error.reason);
+        work::record_plan_failure(conn, claim.job_run_id, round, item, &error.code, &reason)
+            .await?;
         let mut after = loaded.state.clone();
         let position = claim.position as u32;
         after.planned(position, 1)?;
@@ -306,56 +254,30 @@ async fn record_plan_failure(
     .await
 }
 
-async fn facts(engine: &Engine, job_run_id: i64) -> Result<JobRunFacts, Error> {
+/// What a worker needs to know about a batch's job run (cached); `None` when
+/// the run is gone (its execution was deleted under us).
+async fn facts(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunFacts>, Error> {
     if let Some(f) = engine.facts(job_run_id) {
-        return Ok(f);
+        return Ok(Some(f));
     }
-    use crate::store::schema::{executions as e, job_runs as j};
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
     let mut conn = engine.db().conn().await?;
-    let (execution_id, position, job_type, client_id, config_id, business_date): (
-        Uuid,
-        i32,
-        String,
-        String,
-        Uuid,
-        chrono::NaiveDate,
-    ) = j::table
-        .inner_join(e::table)
-        .filter(j::job_run_id.eq(job_run_id))
-        .select((
-            j::execution_id,
-            j::position,
-            j::job_type,
-            e::client_id,
-            e::config_id,
-            e::business_date,
-        ))
-        .first(&mut conn)
-        .await?;
+    let Some((position, job_type, target)) =
+        executions::job_run_facts(&mut conn, job_run_id).await?
+    else {
+        return Ok(None);
+    };
     let f = JobRunFacts {
-        position: position as u32,
+        position,
         job_type,
-        target: EventTarget {
-            client_id,
-            execution_id,
-            config_id,
-            business_date,
-        },
+        target,
     };
     engine.remember(job_run_id, f.clone());
-    Ok(f)
+    Ok(Some(f))
 }
 
 async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
-    let facts = match facts(engine, batch.job_run_id).await {
-        Ok(f) => f,
-        // The execution was deleted or reset under us.
-        Err(Error::Store(crate::store::StoreError::Query(diesel::result::Error::NotFound))) => {
-            return Ok(())
-        }
-        Err(e) => return Err(e),
+    let Some(facts) = facts(engine, batch.job_run_id).await? else {
+        return Ok(());
     };
     let items = {
         let mut conn = engine.db().conn().await?;

@@ -313,6 +313,7 @@ pub async fn save(
             .set((
                 job_runs::status.eq(a.status.as_str()),
                 job_runs::phase.eq(a.phase.as_str()),
+                job_runs::manual.eq(a.manual),
                 job_runs::released.eq(a.released),
                 job_runs::total.eq(a.counts.total),
                 job_runs::processed.eq(a.counts.processed),
@@ -543,4 +544,40 @@ pub async fn job_run_at(
         .first(conn)
         .await
         .optional()?)
+}
+
+/// A job run's position, job type and event target (its execution's client,
+/// configuration and date); `None` when the run no longer exists.
+pub async fn job_run_facts(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+) -> Result<Option<(u32, String, crate::store::events::EventTarget)>, StoreError> {
+    let row: Option<(Uuid, i32, String, String, Uuid, NaiveDate)> = job_runs::table
+        .inner_join(executions::table)
+        .filter(job_runs::job_run_id.eq(job_run_id))
+        .select((
+            job_runs::execution_id,
+            job_runs::position,
+            job_runs::job_type,
+            executions::client_id,
+            executions::config_id,
+            executions::business_date,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(
+        |(execution_id, position, job_type, client_id, config_id, business_date)| {
+            (
+                position as u32,
+                job_type,
+                crate::store::events::EventTarget {
+                    client_id,
+                    execution_id,
+                    config_id,
+                    business_date,
+                },
+            )
+        },
+    ))
 }

@@ -219,30 +219,99 @@ pub async fn settle_batch(
         return Ok(None);
     };
     if errored > 0 {
-        diesel::sql_query(
-            "INSERT INTO work_item_errors (job_run_id, seq, attempt, batch_id, error_code, reason) \
-             SELECT $1, s, $2, $3, c, r FROM unnest($4::int4[], $5::text[], $6::text[]) AS t(s, c, r)",
-        )
-        .bind::<BigInt, _>(batch.job_run_id)
-        .bind::<Integer, _>(batch.round)
-        .bind::<BigInt, _>(batch.batch_id)
-        .bind::<Array<Integer>, _>(&errors.seqs)
-        .bind::<Array<Text>, _>(&errors.codes)
-        .bind::<Array<Text>, _>(&errors.reasons)
-        .execute(conn)
-        .await?;
-        diesel::sql_query(
-            "INSERT INTO job_run_error_counts (job_run_id, error_code, count) \
-             SELECT $1, c, count(*) FROM unnest($2::text[]) AS c GROUP BY c \
-             ON CONFLICT (job_run_id, error_code) \
-             DO UPDATE SET count = job_run_error_counts.count + EXCLUDED.count",
-        )
-        .bind::<BigInt, _>(batch.job_run_id)
-        .bind::<Array<Text>, _>(&errors.codes)
-        .execute(conn)
-        .await?;
+        write_errors(conn, batch.job_run_id, batch.round, batch.batch_id, errors).await?;
     }
     Ok(Some(counts))
+}
+
+/// Writes errored items as the `current` outcome of attempt `round` and adds
+/// them to the job's per-code counters.
+async fn write_errors(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+    round: i32,
+    batch_id: i64,
+    errors: &BatchErrors,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "INSERT INTO work_item_errors (job_run_id, seq, attempt, batch_id, error_code, reason) \
+         SELECT $1, s, $2, $3, c, r FROM unnest($4::int4[], $5::text[], $6::text[]) AS t(s, c, r)",
+    )
+    .bind::<BigInt, _>(job_run_id)
+    .bind::<Integer, _>(round)
+    .bind::<BigInt, _>(batch_id)
+    .bind::<Array<Integer>, _>(&errors.seqs)
+    .bind::<Array<Text>, _>(&errors.codes)
+    .bind::<Array<Text>, _>(&errors.reasons)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO job_run_error_counts (job_run_id, error_code, count) \
+         SELECT $1, c, count(*) FROM unnest($2::text[]) AS c GROUP BY c \
+         ON CONFLICT (job_run_id, error_code) \
+         DO UPDATE SET count = job_run_error_counts.count + EXCLUDED.count",
+    )
+    .bind::<BigInt, _>(job_run_id)
+    .bind::<Array<Text>, _>(&errors.codes)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A plan that failed as a whole: the job run's work becomes one errored item
+/// (`item`, attempt `round`, batch 0) with the failure's code, and the run is
+/// marked so that a retry plans again.
+pub async fn record_plan_failure(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+    round: i32,
+    item: PlannedItem,
+    code: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    discard(conn, &[job_run_id]).await?;
+    insert_items(conn, job_run_id, 1, vec![item]).await?;
+    let errors = BatchErrors {
+        seqs: vec![1],
+        codes: vec![code.to_string()],
+        reasons: vec![reason.to_string()],
+    };
+    write_errors(conn, job_run_id, round, 0, &errors).await?;
+    diesel::sql_query("UPDATE job_runs SET plan_failed = true, round = $2 WHERE job_run_id = $1")
+        .bind::<BigInt, _>(job_run_id)
+        .bind::<Integer, _>(round)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `owner` still holds the plan of a job run that is PLANNING.
+pub async fn still_planning(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+    owner: Uuid,
+) -> Result<bool, StoreError> {
+    let rows: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM job_runs \
+         WHERE job_run_id = $1 AND phase = 'PLANNING' AND plan_owner = $2",
+    )
+    .bind::<BigInt, _>(job_run_id)
+    .bind::<SqlUuid, _>(owner)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| r.n) == Some(1))
+}
+
+/// Deletes the batches of a job run (before a fresh plan forms its own).
+pub async fn delete_batches(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+) -> Result<(), StoreError> {
+    diesel::sql_query("DELETE FROM batches WHERE job_run_id = $1")
+        .bind::<BigInt, _>(job_run_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Gives a batch back after a whole-batch failure: claimable again after
