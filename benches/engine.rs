@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allegro_scheduler::jobs::{
-    ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, PlannedItem, WorkItem,
-};
 use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::job::{
+    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;
@@ -198,8 +198,9 @@ async fn main() {
     let url = fresh_db(&admin).await;
     let billing_accounts = env_usize("ALLEGRO_BENCH_BILLING_ACCOUNTS", 100_000);
     // The catalogue jobs (BILLING is measured below) plus the no-op jobs.
-    let core = allegro_scheduler::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9").unwrap();
-    let mut registry = JobRegistry::catalogue(core);
+    let core =
+        allegro_scheduler::billing::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9").unwrap();
+    let mut registry = allegro_scheduler::billing::catalogue_registry(core);
     registry.register(Arc::new(NoopJob {
         name: "NOOP",
         items,
@@ -327,9 +328,9 @@ async fn main() {
 
     // BILLING over the demo ledger: the accounts due on the date.
     let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
-    let db = allegro_scheduler::store::Db::new(&url, 4).unwrap();
+    let db = allegro_scheduler::db::Db::new(&url, 4).unwrap();
     let t = Instant::now();
-    allegro_scheduler::demo::load_demo_ledger(&db, "bench", billing_accounts, date)
+    allegro_scheduler::billing::demo::load_demo_ledger(&db, "bench", billing_accounts, date)
         .await
         .unwrap();
     println!(

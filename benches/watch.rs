@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use allegro_scheduler::jobs::{
+use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, WorkItem,
 };
-use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;

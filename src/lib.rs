@@ -1,30 +1,29 @@
 //! allegro-scheduler: the job schedule control plane of the Aria Allegro
 //! usage-billing platform.
 //!
-//! Layers, outside in:
-//! - [`api`]: gRPC service implementations. Decode, validate, call the domain
-//!   or the engine, encode. Errors become `tonic::Status` in one place
-//!   ([`api::status`]).
-//! - [`domain`]: the pure core: configuration rules, the execution state
-//!   machine, the error every layer above the store speaks.
-//! - [`engine`]: the runtime that plans work items, claims batches and
-//!   advances executions.
-//! - [`jobs`]: the job types, one module each, behind one trait.
-//! - [`store`]: every SQL statement, through diesel-async.
-//! - [`core_aria`]: the client of core Aria the sync jobs use, and the
-//!   stand-in core service for development and tests.
-//! - [`demo`]: a realistic reference ledger for demonstrations.
+//! # Layout
+//!
+//! Two wings, joined only by the job trait ([`scheduling::job`]):
+//!
+//! - [`scheduling`]: the product. Job schedule configurations, executions,
+//!   the engine that plans and processes work items in batches, the
+//!   scheduler of automatic runs, the live status stream, and the gRPC API.
+//!   It knows jobs only as [`scheduling::job::JobType`] implementations in a
+//!   [`scheduling::job::JobRegistry`]; it never names a catalogue type.
+//! - [`billing`]: the catalogue. The reference billing ledger (rules and
+//!   SQL), the four catalogue jobs, the core Aria client and its stand-in,
+//!   and the demo ledger. It implements the job trait and hands the engine a
+//!   registry ([`billing::catalogue_registry`]).
+//!
+//! Shared plumbing: [`db`] (the connection pool and embedded migrations),
+//! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
+//! [`server`] (assembles both wings into one process).
 
-pub mod api;
+pub mod billing;
 pub mod clock;
-pub mod core_aria;
-pub mod demo;
-pub mod domain;
+pub mod db;
 pub mod embedded_pg;
-pub mod engine;
-pub mod jobs;
 pub mod proto;
+pub mod scheduling;
 pub mod server;
 pub mod settings;
-pub mod store;
-pub mod watch;

@@ -4,15 +4,15 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use allegro_scheduler::core_aria::{serve_standin, CoreAriaClient};
-use allegro_scheduler::demo::load_demo_ledger;
-use allegro_scheduler::domain::config::{ConfigDraft, Frequency, JobSpec};
+use allegro_scheduler::billing::core_aria::{serve_standin, CoreAriaClient};
+use allegro_scheduler::billing::demo::load_demo_ledger;
+use allegro_scheduler::billing::jobs::catalogue::CATALOGUE;
+use allegro_scheduler::db::Db;
 use allegro_scheduler::embedded_pg::EmbeddedPg;
-use allegro_scheduler::jobs::catalogue::CATALOGUE;
-use allegro_scheduler::jobs::JobRegistry;
+use allegro_scheduler::scheduling::domain::config::{ConfigDraft, Frequency, JobSpec};
+use allegro_scheduler::scheduling::store::configs;
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
-use allegro_scheduler::store::{configs, Db};
 
 /// Job schedule control plane of Aria Allegro.
 #[derive(Parser)]
@@ -80,7 +80,7 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     if let Some(client) = &settings.demo_client {
         load_demo(&db, client, settings.demo_accounts).await?;
     }
-    let registry = JobRegistry::catalogue(CoreAriaClient::lazy(&core_url)?);
+    let registry = allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&core_url)?);
     let result = match server::start(&settings, registry, shutdown).await {
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
@@ -127,7 +127,8 @@ async fn load_demo(
         automatic_runs_paused: false,
     };
     let row = configs::insert(&mut conn, client, &draft, chrono::Utc::now()).await?;
-    let config: allegro_scheduler::domain::config::JobScheduleConfig = row.try_into()?;
+    let config: allegro_scheduler::scheduling::domain::config::JobScheduleConfig =
+        row.try_into()?;
     tracing::info!(
         client,
         config_id = %config.config_id,

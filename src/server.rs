@@ -8,26 +8,26 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::catalogue::CatalogueApi;
-use crate::api::configs::ConfigApi;
-use crate::api::executions::ExecutionApi;
 use crate::clock::{Clock, SystemClock};
-use crate::engine::Engine;
-use crate::jobs::JobRegistry;
+use crate::db::{Db, DbError};
 use crate::proto::v1::execution_service_server::ExecutionServiceServer;
 use crate::proto::v1::job_catalogue_service_server::JobCatalogueServiceServer;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::scheduling::api::catalogue::CatalogueApi;
+use crate::scheduling::api::configs::ConfigApi;
+use crate::scheduling::api::executions::ExecutionApi;
+use crate::scheduling::engine::Engine;
+use crate::scheduling::job::JobRegistry;
+use crate::scheduling::watch::EventHub;
 use crate::settings::ServeSettings;
-use crate::store::{Db, StoreError};
-use crate::watch::EventHub;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The database could not be set up.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] DbError),
     /// No `DATABASE_URL` was given to a server that cannot start its own.
     #[error("no database URL")]
     NoDatabase,
@@ -180,7 +180,11 @@ async fn prune_events(engine: Engine, retention_hours: u64, shutdown: Cancellati
     while !shutdown.is_cancelled() {
         match engine.db().conn().await {
             Ok(mut conn) => {
-                match crate::store::events::prune(&mut conn, retention_hours as f64 * 3600.0).await
+                match crate::scheduling::store::events::prune(
+                    &mut conn,
+                    retention_hours as f64 * 3600.0,
+                )
+                .await
                 {
                     Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned old status events"),
                     Ok(_) => {}

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::EngineSettings;
+use crate::scheduling::engine::EngineSettings;
 
 /// Settings of `allegro-scheduler serve`. Every flag has an environment
 /// variable twin.

@@ -6,13 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use allegro_scheduler::core_aria::{serve_standin, CoreAriaClient};
-use allegro_scheduler::demo::load_demo_ledger;
-use allegro_scheduler::jobs::JobRegistry;
+use allegro_scheduler::billing::core_aria::{serve_standin, CoreAriaClient};
+use allegro_scheduler::billing::demo::load_demo_ledger;
+use allegro_scheduler::db::Db;
 use allegro_scheduler::proto::core_v1::core_stand_in_control_client::CoreStandInControlClient;
 use allegro_scheduler::proto::core_v1::SetFaultsRequest;
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::store::Db;
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +75,8 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let standin_url = format!("http://{}", listener.local_addr().unwrap());
     let stop_standin = CancellationToken::new();
     tokio::spawn(serve_standin(db.clone(), listener, stop_standin.clone()));
-    let registry = JobRegistry::catalogue(CoreAriaClient::lazy(&standin_url).unwrap());
+    let registry =
+        allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&standin_url).unwrap());
     let server = TestServer::start_with(test_settings(&url), registry).await;
 
     // Core Aria rejects three accounts that have usage to sync.

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use allegro_scheduler::core_aria::{serve_standin, CoreAriaClient};
-use allegro_scheduler::jobs::{ItemOutcome, JobContext, JobError, JobRegistry, JobType, WorkItem};
+use allegro_scheduler::billing::core_aria::{serve_standin, CoreAriaClient};
+use allegro_scheduler::db::Db;
 use allegro_scheduler::proto::core_v1 as core;
-use allegro_scheduler::store::Db;
+use allegro_scheduler::scheduling::job::{
+    ItemOutcome, JobContext, JobError, JobRegistry, JobType, WorkItem,
+};
 use chrono::NaiveDate;
 use core::core_stand_in_control_client::CoreStandInControlClient;
 use futures_util::TryStreamExt;
@@ -48,7 +50,9 @@ impl Ledger {
         let shutdown = CancellationToken::new();
         tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
         let endpoint = format!("http://{addr}");
-        let jobs = JobRegistry::catalogue(CoreAriaClient::lazy(&endpoint).unwrap());
+        let jobs = allegro_scheduler::billing::catalogue_registry(
+            CoreAriaClient::lazy(&endpoint).unwrap(),
+        );
         let control = CoreStandInControlClient::connect(endpoint).await.unwrap();
         let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
@@ -1056,8 +1060,9 @@ async fn unreachable_core_is_sync_endpoint_unavailable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let jobs =
-        JobRegistry::catalogue(CoreAriaClient::lazy(&format!("http://127.0.0.1:{port}")).unwrap());
+    let jobs = allegro_scheduler::billing::catalogue_registry(
+        CoreAriaClient::lazy(&format!("http://127.0.0.1:{port}")).unwrap(),
+    );
     let date = d(2027, 3, 15);
     let items = l.plan("SYNC_TRANSACTION", ACME, date).await;
     let err = jobs
@@ -1218,7 +1223,7 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
     let l = Ledger::new().await;
     // The last day of February 2027 bills anniversaries 28 to 31.
     let date = d(2027, 2, 28);
-    let demo = allegro_scheduler::demo::load_demo_ledger(&l.db, ACME, 4000, date)
+    let demo = allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, 4000, date)
         .await
         .unwrap();
     assert_eq!(demo.counts.accounts, 4000);

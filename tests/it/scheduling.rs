@@ -55,7 +55,10 @@ impl Sched {
             .config_id
     }
 
-    async fn tick_at(&self, now: &str) -> allegro_scheduler::engine::scheduler::TickReport {
+    async fn tick_at(
+        &self,
+        now: &str,
+    ) -> allegro_scheduler::scheduling::engine::scheduler::TickReport {
         self.clock.set(at(now));
         self.server.server.engine.schedule_tick().await.unwrap()
     }

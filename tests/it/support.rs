@@ -6,9 +6,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use allegro_scheduler::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
-use allegro_scheduler::jobs::JobRegistry;
+use allegro_scheduler::billing::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::job::JobRegistry;
 use allegro_scheduler::server::{self, RunningServer};
 use allegro_scheduler::settings::ServeSettings;
 use pb::execution_service_client::ExecutionServiceClient;
@@ -117,7 +117,7 @@ async fn ensure_template() {
                     .batch_execute(&format!("CREATE DATABASE {building}"))
                     .await
                     .unwrap();
-                allegro_scheduler::store::run_migrations(&url_for(&building))
+                allegro_scheduler::db::run_migrations(&url_for(&building))
                     .await
                     .expect("migrate template");
                 admin
@@ -171,7 +171,7 @@ pub struct TestServer {
 /// The catalogue jobs, syncing with core Aria at the default endpoint
 /// (connected lazily: tests that never run a sync job need no core).
 pub fn catalogue_jobs() -> JobRegistry {
-    JobRegistry::catalogue(
+    allegro_scheduler::billing::catalogue_registry(
         CoreAriaClient::lazy(DEFAULT_CORE_ARIA_ENDPOINT).expect("valid endpoint"),
     )
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use allegro_scheduler::jobs::{
+use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, PlannedItem, WorkItem,
 };
 use async_trait::async_trait;

@@ -1,0 +1,438 @@
+//! A stand-in for core Aria, for development, demos and tests: it serves
+//! core Aria's sync interface, records each accepted transaction and order
+//! once per idempotency key in the `core_standin` tables (a replay returns
+//! the original result, even for an account now set to be rejected), and
+//! injects faults on request through its control service, so errors can be
+//! produced on purpose. A rejection applies nothing and is not remembered
+//! against the key, so a retry after the cause is fixed is accepted.
+//!
+//! Faults live in the process: each stand-in instance has its own. What it
+//! records lives in the database, so instances sharing one database share
+//! idempotency.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::CoreError;
+use crate::billing::core_aria::standin_store::{
+    self as records, IncomingTrueUp, IncomingUsage, NewRejection,
+};
+use crate::db::{Db, DbError};
+use crate::proto::core_v1::core_stand_in_control_server::{
+    CoreStandInControl, CoreStandInControlServer,
+};
+use crate::proto::core_v1::core_sync_service_server::{CoreSyncService, CoreSyncServiceServer};
+use crate::proto::core_v1::{
+    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, Faults, GetFaultsRequest,
+    ListReceivedRequest, ListReceivedResponse, ReceivedTrueUpOrder, ReceivedUsageTransaction,
+    RecordUsageTransactionsRequest, RecordUsageTransactionsResponse, Rejection, SetFaultsRequest,
+    TransactionResult,
+};
+use crate::proto::CORE_FILE_DESCRIPTOR_SET;
+
+/// Code of a transaction whose key was accepted before with other content.
+pub const IDEMPOTENCY_CONFLICT: &str = "IDEMPOTENCY_CONFLICT";
+/// Code of a transaction or order missing a required field.
+pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+
+/// The stand-in core Aria service: both its sync interface and its control
+/// service. Cheap to clone; clones share faults.
+#[derive(Clone)]
+pub struct CoreStandIn {
+    db: Db,
+    faults: Arc<RwLock<Faults>>,
+}
+
+impl CoreStandIn {
+    /// A stand-in recording in `db`, with no faults.
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            faults: Arc::new(RwLock::new(Faults::default())),
+        }
+    }
+
+    /// The faults in effect.
+    pub fn faults(&self) -> Faults {
+        self.faults.read().expect("faults lock").clone()
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.write().expect("faults lock") = faults;
+    }
+
+    fn check_available(&self) -> Result<HashMap<String, String>, Status> {
+        let faults = self.faults();
+        if faults.unavailable {
+            return Err(Status::unavailable(
+                "core Aria stand-in is set unavailable (fault injected)",
+            ));
+        }
+        Ok(faults.reject_accounts)
+    }
+
+    async fn conn(&self) -> Result<crate::db::Conn, Status> {
+        self.db.conn().await.map_err(internal)
+    }
+}
+
+fn internal(e: DbError) -> Status {
+    tracing::error!(error = %e, "core Aria stand-in store failure");
+    Status::internal(e.to_string())
+}
+
+fn rejected(key: &str, code: &str, message: String) -> TransactionResult {
+    TransactionResult {
+        idempotency_key: key.to_string(),
+        error_code: Some(code.to_string()),
+        error_message: message,
+        core_transaction_id: String::new(),
+        replayed: false,
+    }
+}
+
+fn injected(code: &str, account_id: &str) -> String {
+    format!("account {account_id} rejected by core Aria stand-in with {code} (fault injected)")
+}
+
+#[tonic::async_trait]
+impl CoreSyncService for CoreStandIn {
+    async fn record_usage_transactions(
+        &self,
+        request: Request<RecordUsageTransactionsRequest>,
+    ) -> Result<Response<RecordUsageTransactionsResponse>, Status> {
+        let reject_accounts = self.check_available()?;
+        let request = request.into_inner();
+        if request.client_id.is_empty() {
+            return Err(Status::invalid_argument("client_id is required"));
+        }
+        let mut conn = self.conn().await?;
+        // Keys of rejected accounts accepted before are replays: they get
+        // their original result, as from real core Aria.
+        let fault_keys: Vec<String> = request
+            .transactions
+            .iter()
+            .filter(|t| reject_accounts.contains_key(&t.account_id))
+            .map(|t| t.idempotency_key.clone())
+            .collect();
+        let replays: HashSet<String> =
+            records::accepted_keys(&mut conn, &request.client_id, &fault_keys, false)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .collect();
+        // Decide each transaction: invalid, rejected by fault, or to accept.
+        let mut results: Vec<Option<TransactionResult>> = vec![None; request.transactions.len()];
+        let mut to_accept = Vec::new();
+        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut rejections = Vec::new();
+        for (i, t) in request.transactions.iter().enumerate() {
+            if t.idempotency_key.is_empty() || t.account_id.is_empty() || t.currency.is_empty() {
+                results[i] = Some(rejected(
+                    &t.idempotency_key,
+                    INVALID_REQUEST,
+                    "idempotency_key, account_id and currency are required".into(),
+                ));
+                continue;
+            }
+            if first_of_key.contains_key(t.idempotency_key.as_str()) {
+                continue; // Same result as the first occurrence, below.
+            }
+            first_of_key.insert(&t.idempotency_key, i);
+            if let Some(code) = reject_accounts
+                .get(&t.account_id)
+                .filter(|_| !replays.contains(&t.idempotency_key))
+            {
+                let message = injected(code, &t.account_id);
+                rejections.push(NewRejection {
+                    idempotency_key: t.idempotency_key.clone(),
+                    account_id: t.account_id.clone(),
+                    request_kind: "USAGE_TRANSACTION".into(),
+                    error_code: code.clone(),
+                    error_message: message.clone(),
+                });
+                results[i] = Some(rejected(&t.idempotency_key, code, message));
+                continue;
+            }
+            to_accept.push(IncomingUsage {
+                idempotency_key: t.idempotency_key.clone(),
+                account_id: t.account_id.clone(),
+                transaction_type: t.transaction_type.clone(),
+                service_id: t.service_id.clone(),
+                quantity: t.quantity,
+                amount_minor: t.amount_minor,
+                currency: t.currency.clone(),
+                ledger_transaction_id: t.ledger_transaction_id.clone(),
+            });
+        }
+        let accepted = records::accept_usage(&mut conn, &request.client_id, &to_accept)
+            .await
+            .map_err(internal)?;
+        let accepted_keys: HashSet<&str> = accepted
+            .iter()
+            .map(|a| a.idempotency_key.as_str())
+            .collect();
+        for a in &accepted {
+            results[first_of_key[a.idempotency_key.as_str()]] = Some(TransactionResult {
+                idempotency_key: a.idempotency_key.clone(),
+                error_code: None,
+                error_message: String::new(),
+                core_transaction_id: format!("CT{}", a.core_transaction_no),
+                replayed: a.replayed,
+            });
+        }
+        for t in &to_accept {
+            if !accepted_keys.contains(t.idempotency_key.as_str()) {
+                let message = format!(
+                    "idempotency key {} was accepted before with other content",
+                    t.idempotency_key
+                );
+                rejections.push(NewRejection {
+                    idempotency_key: t.idempotency_key.clone(),
+                    account_id: t.account_id.clone(),
+                    request_kind: "USAGE_TRANSACTION".into(),
+                    error_code: IDEMPOTENCY_CONFLICT.into(),
+                    error_message: message.clone(),
+                });
+                results[first_of_key[t.idempotency_key.as_str()]] =
+                    Some(rejected(&t.idempotency_key, IDEMPOTENCY_CONFLICT, message));
+            }
+        }
+        records::record_rejections(&mut conn, &request.client_id, &rejections)
+            .await
+            .map_err(internal)?;
+        let results = request
+            .transactions
+            .iter()
+            .zip(&results)
+            .map(|(t, r)| match r {
+                Some(r) => r.clone(),
+                None => results[first_of_key[t.idempotency_key.as_str()]]
+                    .clone()
+                    .expect("first occurrence decided"),
+            })
+            .collect();
+        Ok(Response::new(RecordUsageTransactionsResponse { results }))
+    }
+
+    async fn create_true_up_order(
+        &self,
+        request: Request<CreateTrueUpOrderRequest>,
+    ) -> Result<Response<CreateTrueUpOrderResponse>, Status> {
+        let reject_accounts = self.check_available()?;
+        let r = request.into_inner();
+        if r.client_id.is_empty() {
+            return Err(Status::invalid_argument("client_id is required"));
+        }
+        let refuse = |code: &str, message: String| CreateTrueUpOrderResponse {
+            error_code: Some(code.to_string()),
+            error_message: message,
+            order_id: String::new(),
+            replayed: false,
+        };
+        if r.idempotency_key.is_empty() || r.account_id.is_empty() || r.currency.is_empty() {
+            return Ok(Response::new(refuse(
+                INVALID_REQUEST,
+                "idempotency_key, account_id and currency are required".into(),
+            )));
+        }
+        let mut conn = self.conn().await?;
+        let rejection = |code: &str, message: &str| NewRejection {
+            idempotency_key: r.idempotency_key.clone(),
+            account_id: r.account_id.clone(),
+            request_kind: "TRUE_UP_ORDER".into(),
+            error_code: code.to_string(),
+            error_message: message.to_string(),
+        };
+        let replay = reject_accounts.contains_key(&r.account_id)
+            && !records::accepted_keys(
+                &mut conn,
+                &r.client_id,
+                std::slice::from_ref(&r.idempotency_key),
+                true,
+            )
+            .await
+            .map_err(internal)?
+            .is_empty();
+        if let Some(code) = reject_accounts.get(&r.account_id).filter(|_| !replay) {
+            let message = injected(code, &r.account_id);
+            records::record_rejections(&mut conn, &r.client_id, &[rejection(code, &message)])
+                .await
+                .map_err(internal)?;
+            return Ok(Response::new(refuse(code, message)));
+        }
+        let order = IncomingTrueUp {
+            idempotency_key: r.idempotency_key.clone(),
+            account_id: r.account_id.clone(),
+            amount_minor: r.amount_minor,
+            currency: r.currency.clone(),
+            period_start: r.period_start.clone(),
+            period_end: r.period_end.clone(),
+            minimum_commitment_minor: r.minimum_commitment_minor,
+            eligible_usage_minor: r.eligible_usage_minor,
+            ledger_transaction_id: r.ledger_transaction_id.clone(),
+        };
+        match records::accept_true_up(&mut conn, &r.client_id, &order)
+            .await
+            .map_err(internal)?
+        {
+            Some(accepted) => Ok(Response::new(CreateTrueUpOrderResponse {
+                error_code: None,
+                error_message: String::new(),
+                order_id: format!("ORD{}", accepted.order_no),
+                replayed: accepted.replayed,
+            })),
+            None => {
+                let message = format!(
+                    "idempotency key {} was accepted before with other content",
+                    r.idempotency_key
+                );
+                records::record_rejections(
+                    &mut conn,
+                    &r.client_id,
+                    &[rejection(IDEMPOTENCY_CONFLICT, &message)],
+                )
+                .await
+                .map_err(internal)?;
+                Ok(Response::new(refuse(IDEMPOTENCY_CONFLICT, message)))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CoreStandInControl for CoreStandIn {
+    async fn set_faults(
+        &self,
+        request: Request<SetFaultsRequest>,
+    ) -> Result<Response<Faults>, Status> {
+        let r = request.into_inner();
+        let faults = Faults {
+            unavailable: r.unavailable,
+            reject_accounts: r.reject_accounts,
+        };
+        tracing::info!(
+            unavailable = faults.unavailable,
+            rejected_accounts = faults.reject_accounts.len(),
+            "core Aria stand-in faults set"
+        );
+        self.set_faults(faults.clone());
+        Ok(Response::new(faults))
+    }
+
+    async fn get_faults(
+        &self,
+        _request: Request<GetFaultsRequest>,
+    ) -> Result<Response<Faults>, Status> {
+        Ok(Response::new(self.faults()))
+    }
+
+    async fn list_received(
+        &self,
+        request: Request<ListReceivedRequest>,
+    ) -> Result<Response<ListReceivedResponse>, Status> {
+        let r = request.into_inner();
+        let limit = match r.limit {
+            0 => 1000,
+            n if n < 0 => return Err(Status::invalid_argument("limit must not be negative")),
+            n => i64::from(n.min(10_000)),
+        };
+        let mut conn = self.conn().await?;
+        let (usage, orders, rejections) =
+            records::list_received(&mut conn, &r.client_id, &r.account_id, limit)
+                .await
+                .map_err(internal)?;
+        let time = |t: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        };
+        Ok(Response::new(ListReceivedResponse {
+            usage_transactions: usage
+                .into_iter()
+                .map(|u| ReceivedUsageTransaction {
+                    client_id: u.client_id,
+                    idempotency_key: u.idempotency_key,
+                    core_transaction_id: format!("CT{}", u.core_transaction_no),
+                    account_id: u.account_id,
+                    transaction_type: u.transaction_type,
+                    service_id: u.service_id,
+                    quantity: u.quantity,
+                    amount_minor: u.amount_minor,
+                    currency: u.currency,
+                    receive_count: u.receive_count,
+                    first_receive_time: Some(time(u.first_receive_time)),
+                })
+                .collect(),
+            true_up_orders: orders
+                .into_iter()
+                .map(|o| ReceivedTrueUpOrder {
+                    client_id: o.client_id,
+                    idempotency_key: o.idempotency_key,
+                    order_id: format!("ORD{}", o.order_no),
+                    account_id: o.account_id,
+                    amount_minor: o.amount_minor,
+                    currency: o.currency,
+                    period_start: o.period_start,
+                    period_end: o.period_end,
+                    receive_count: o.receive_count,
+                    first_receive_time: Some(time(o.first_receive_time)),
+                })
+                .collect(),
+            rejections: rejections
+                .into_iter()
+                .map(|x| Rejection {
+                    client_id: x.client_id,
+                    idempotency_key: x.idempotency_key,
+                    account_id: x.account_id,
+                    request_kind: x.request_kind,
+                    error_code: x.error_code,
+                    error_message: x.error_message,
+                    receive_time: Some(time(x.receive_time)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Serves the stand-in core Aria (sync interface, control service, health
+/// and reflection v1 and v1alpha) on `listener`, recording in `db`, until `shutdown` is
+/// cancelled. The database must be migrated. The main service starts it
+/// in-process on its own port; tests start it on port 0.
+pub async fn serve_standin(
+    db: Db,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), CoreError> {
+    let standin = CoreStandIn::new(db);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CoreError::Serve(e.to_string()))?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CoreSyncServiceServer<CoreStandIn>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(CORE_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e: tonic_reflection::server::Error| CoreError::Serve(e.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+    tracing::info!(%addr, "serving the core Aria stand-in");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CoreSyncServiceServer::new(standin.clone()))
+        .add_service(CoreStandInControlServer::new(standin))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await
+        .map_err(|e| CoreError::Serve(e.to_string()))
+}

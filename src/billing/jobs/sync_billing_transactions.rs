@@ -1,0 +1,222 @@
+//! SYNC_BILLING_TRANSACTIONS: sends the TRUE_UP transactions BILLING
+//! created to core Aria, each as one true-up order, as a step of its own so
+//! that BILLING never fails on sync trouble. One work item is one TRUE_UP
+//! not yet synchronized.
+//!
+//! A TRUE_UP is marked SYNCED with core Aria's order id, or ERROR with core
+//! Aria's own code (the item's error code). When core Aria cannot be
+//! reached, the unsent TRUE_UPs are marked ERROR with
+//! SYNC_ENDPOINT_UNAVAILABLE and the batch fails, so the engine retries it.
+//!
+//! Idempotent: an item whose TRUE_UP is already SYNCED is processed without
+//! a call, and core Aria creates one order per idempotency key
+//! (`TRUE_UP:BU<id>`), so a replayed call returns the original order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use futures_util::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::SYNC_BILLING_TRANSACTIONS;
+use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
+use crate::billing::core_aria::{CoreAriaClient, CoreError};
+use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync, SYNCED};
+use crate::proto::core_v1::CreateTrueUpOrderRequest;
+use crate::scheduling::job::{
+    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+};
+
+/// Error code: the TRUE_UP of the item does not exist.
+pub const TRANSACTION_NOT_FOUND: &str = "TRANSACTION_NOT_FOUND";
+
+/// True-up orders in flight at once within one batch.
+const CONCURRENT_CALLS: usize = 16;
+
+/// The JSON input of one SYNC_BILLING_TRANSACTIONS work item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrueUpSyncPayload {
+    /// The TRUE_UP transaction.
+    pub transaction_id: i64,
+    /// Its idempotency key.
+    pub idempotency_key: String,
+    /// Its amount, in minor units.
+    pub amount_minor: i64,
+    /// Its currency.
+    pub currency: String,
+}
+
+/// The SYNC_BILLING_TRANSACTIONS job.
+#[derive(Debug, Clone)]
+pub struct SyncBillingTransactions {
+    core: CoreAriaClient,
+}
+
+impl SyncBillingTransactions {
+    /// The job, sending to core Aria through `core`.
+    pub fn new(core: CoreAriaClient) -> Self {
+        Self { core }
+    }
+}
+
+fn order_request(client_id: &str, t: &TransactionToSync) -> CreateTrueUpOrderRequest {
+    let detail = |field: &str| t.detail.get(field).and_then(|v| v.as_i64()).unwrap_or(0);
+    CreateTrueUpOrderRequest {
+        client_id: client_id.to_string(),
+        idempotency_key: t.idempotency_key.clone(),
+        account_id: t.account_id.clone(),
+        amount_minor: t.amount_minor,
+        currency: t.currency.clone(),
+        period_start: t.period_start.map(|d| d.to_string()).unwrap_or_default(),
+        period_end: t.period_end.map(|d| d.to_string()).unwrap_or_default(),
+        minimum_commitment_minor: detail("minimum_commitment_minor"),
+        eligible_usage_minor: detail("eligible_usage_minor"),
+        ledger_transaction_id: t.transaction_id.to_string(),
+    }
+}
+
+#[async_trait]
+impl JobType for SyncBillingTransactions {
+    fn name(&self) -> &str {
+        SYNC_BILLING_TRANSACTIONS.name
+    }
+
+    fn description(&self) -> &str {
+        SYNC_BILLING_TRANSACTIONS.description
+    }
+
+    fn work_item(&self) -> &str {
+        SYNC_BILLING_TRANSACTIONS.work_item
+    }
+
+    async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
+        let (db, client_id) = (ctx.db.clone(), ctx.client_id.clone());
+        Ok(paged_plan(move |after: Option<i64>| {
+            let (db, client_id) = (db.clone(), client_id.clone());
+            async move {
+                let mut conn = db.conn().await.map_err(ledger_error)?;
+                let rows =
+                    ledger::unsynced_true_ups(&mut conn, &client_id, after.unwrap_or(0), PLAN_PAGE)
+                        .await
+                        .map_err(ledger_error)?;
+                let next = rows.last().map(|r| r.transaction_id);
+                let items = rows
+                    .into_iter()
+                    .map(|r| PlannedItem {
+                        payload: to_payload(&TrueUpSyncPayload {
+                            transaction_id: r.transaction_id,
+                            idempotency_key: r.idempotency_key,
+                            amount_minor: r.amount_minor,
+                            currency: r.currency,
+                        }),
+                        account_id: r.account_id,
+                    })
+                    .collect();
+                Ok((items, next))
+            }
+        }))
+    }
+
+    async fn process(
+        &self,
+        ctx: &JobContext,
+        items: &[WorkItem],
+    ) -> Result<Vec<ItemOutcome>, JobError> {
+        let payloads: Vec<Result<TrueUpSyncPayload, ItemOutcome>> =
+            items.iter().map(payload).collect();
+        let ids: Vec<i64> = payloads
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|p| p.transaction_id))
+            .collect();
+        let mut conn = ledger_conn(ctx).await?;
+        let found: HashMap<i64, TransactionToSync> =
+            ledger::true_ups_by_id(&mut conn, &ctx.client_id, &ids)
+                .await
+                .map_err(ledger_error)?
+                .into_iter()
+                .map(|t| (t.transaction_id, t))
+                .collect();
+
+        // Send every TRUE_UP not yet synced, a few at a time.
+        let mut to_send: Vec<&TransactionToSync> =
+            found.values().filter(|t| t.sync_status != SYNCED).collect();
+        to_send.sort_by_key(|t| t.transaction_id);
+        to_send.dedup_by_key(|t| t.transaction_id);
+        let requests: Vec<(i64, CreateTrueUpOrderRequest)> = to_send
+            .into_iter()
+            .map(|t| (t.transaction_id, order_request(&ctx.client_id, t)))
+            .collect();
+        let core = self.core.clone();
+        let answers: Vec<(i64, Result<_, CoreError>)> = stream::iter(requests)
+            .map(move |(id, request)| {
+                let core = core.clone();
+                async move { (id, core.create_true_up_order(request).await) }
+            })
+            .buffered(CONCURRENT_CALLS)
+            .collect()
+            .await;
+
+        let mut results = Vec::with_capacity(answers.len());
+        let mut rejected: HashMap<i64, (String, String)> = HashMap::new();
+        let mut call_failure: Option<CoreError> = None;
+        for (id, answer) in answers {
+            let result = match answer {
+                Ok(response) => match response.error_code {
+                    None => SyncResult::Synced {
+                        core_reference: response.order_id,
+                    },
+                    Some(code) => {
+                        rejected.insert(id, (code.clone(), response.error_message.clone()));
+                        SyncResult::Failed {
+                            code,
+                            reason: response.error_message,
+                        }
+                    }
+                },
+                Err(e) => {
+                    let failed = SyncResult::Failed {
+                        code: e.code().to_string(),
+                        reason: e.to_string(),
+                    };
+                    call_failure.get_or_insert(e);
+                    failed
+                }
+            };
+            results.push((id, result));
+        }
+        ledger::record_sync_results(&mut conn, &ctx.client_id, &results)
+            .await
+            .map_err(ledger_error)?;
+        if let Some(e) = call_failure {
+            // The orders that did go through are SYNCED and will be skipped
+            // by the retry.
+            return Err(e.into());
+        }
+
+        Ok(payloads
+            .into_iter()
+            .map(|p| {
+                let p = match p {
+                    Ok(p) => p,
+                    Err(outcome) => return outcome,
+                };
+                if !found.contains_key(&p.transaction_id) {
+                    return ItemOutcome::error(
+                        TRANSACTION_NOT_FOUND,
+                        format!("TRUE_UP transaction {} does not exist", p.transaction_id),
+                    );
+                }
+                match rejected.get(&p.transaction_id) {
+                    None => ItemOutcome::Processed,
+                    Some((code, message)) => ItemOutcome::error(
+                        code.clone(),
+                        format!(
+                            "core Aria refused the true-up order {}: {message}",
+                            p.idempotency_key
+                        ),
+                    ),
+                }
+            })
+            .collect())
+    }
+}

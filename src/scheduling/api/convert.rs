@@ -1,0 +1,208 @@
+//! Conversions between proto messages and domain types.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use crate::proto::v1 as pb;
+use crate::scheduling::domain::config::{ConfigInput, Frequency, JobScheduleConfig, JobSpec};
+use crate::scheduling::domain::time_of_day;
+
+/// A protobuf timestamp of `t`.
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// The domain frequency of a proto enum value; `None` when unspecified or
+/// unknown.
+pub fn frequency_from_proto(value: i32) -> Option<Frequency> {
+    match pb::Frequency::try_from(value).ok()? {
+        pb::Frequency::Daily => Some(Frequency::Daily),
+        pb::Frequency::Scheduled => Some(Frequency::Scheduled),
+        pb::Frequency::Unspecified => None,
+    }
+}
+
+/// The proto enum value of a frequency.
+pub fn frequency_to_proto(frequency: Frequency) -> pb::Frequency {
+    match frequency {
+        Frequency::Daily => pb::Frequency::Daily,
+        Frequency::Scheduled => pb::Frequency::Scheduled,
+    }
+}
+
+/// The raw, unvalidated input carried by a proto configuration.
+pub fn config_input(config: &pb::JobScheduleConfig) -> ConfigInput {
+    ConfigInput {
+        name: config.name.clone(),
+        description: config.description.clone(),
+        frequency: frequency_from_proto(config.frequency),
+        scheduled_time: config.scheduled_time.clone(),
+        exception_start_time: config.exception_start_time.clone(),
+        exception_end_time: config.exception_end_time.clone(),
+        time_zone: config.time_zone.clone(),
+        recurrence_rule: config.recurrence_rule.clone(),
+        jobs: config
+            .jobs
+            .iter()
+            .map(|j| JobSpec {
+                job_type: j.job_type.clone(),
+                manual: j.manual,
+            })
+            .collect(),
+        automatic_runs_paused: config.automatic_runs_paused,
+    }
+}
+
+/// The proto message of a stored configuration.
+pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
+    let d = &config.draft;
+    pb::JobScheduleConfig {
+        config_id: config.config_id.to_string(),
+        client_id: config.client_id.clone(),
+        name: d.name.clone(),
+        description: d.description.clone(),
+        frequency: frequency_to_proto(d.frequency) as i32,
+        scheduled_time: d
+            .scheduled_time
+            .map(time_of_day::format)
+            .unwrap_or_default(),
+        exception_start_time: d
+            .exception_window
+            .map(|w| time_of_day::format(w.start))
+            .unwrap_or_default(),
+        exception_end_time: d
+            .exception_window
+            .map(|w| time_of_day::format(w.end))
+            .unwrap_or_default(),
+        time_zone: d.time_zone.name().to_string(),
+        recurrence_rule: d
+            .recurrence_rule
+            .as_ref()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default(),
+        jobs: d
+            .jobs
+            .iter()
+            .map(|j| pb::JobSpec {
+                job_type: j.job_type.clone(),
+                manual: j.manual,
+            })
+            .collect(),
+        automatic_runs_paused: d.automatic_runs_paused,
+        etag: config.etag(),
+        create_time: Some(timestamp(config.create_time)),
+        update_time: Some(timestamp(config.update_time)),
+    }
+}
+
+use crate::scheduling::domain::event::ActionRecord;
+use crate::scheduling::domain::execution::{Counts, ExecutionPhase, JobPhase, Status};
+use crate::scheduling::store::executions::LoadedExecution;
+
+/// The proto status of a domain status.
+pub fn status(s: Status) -> pb::Status {
+    match s {
+        Status::Pending => pb::Status::Pending,
+        Status::Completed => pb::Status::Completed,
+        Status::Error => pb::Status::Error,
+    }
+}
+
+/// The proto phase of an execution phase.
+pub fn execution_phase(p: ExecutionPhase) -> pb::ExecutionPhase {
+    match p {
+        ExecutionPhase::NotStarted => pb::ExecutionPhase::NotStarted,
+        ExecutionPhase::Running => pb::ExecutionPhase::Running,
+        ExecutionPhase::AwaitingTrigger => pb::ExecutionPhase::AwaitingTrigger,
+        ExecutionPhase::PausedByWindow => pb::ExecutionPhase::PausedByWindow,
+        ExecutionPhase::StoppedOnError => pb::ExecutionPhase::StoppedOnError,
+        ExecutionPhase::Done => pb::ExecutionPhase::Done,
+        ExecutionPhase::Cancelling => pb::ExecutionPhase::Cancelling,
+        ExecutionPhase::Missed => pb::ExecutionPhase::Missed,
+    }
+}
+
+/// The proto phase of a job phase.
+pub fn job_phase(p: JobPhase) -> pb::JobPhase {
+    match p {
+        JobPhase::Waiting => pb::JobPhase::Waiting,
+        JobPhase::AwaitingTrigger => pb::JobPhase::AwaitingTrigger,
+        JobPhase::Planning => pb::JobPhase::Planning,
+        JobPhase::Running => pb::JobPhase::Running,
+        JobPhase::PausedByWindow => pb::JobPhase::PausedByWindow,
+        JobPhase::Done => pb::JobPhase::Done,
+    }
+}
+
+/// Proto counts of domain counters.
+pub fn counts(c: Counts) -> pb::JobCounts {
+    pb::JobCounts {
+        total: c.total.max(0) as u64,
+        pending: c.pending().max(0) as u64,
+        processed: c.processed.max(0) as u64,
+        error: c.errored.max(0) as u64,
+    }
+}
+
+/// The proto message of an execution with its jobs.
+pub fn execution(e: &LoadedExecution) -> pb::Execution {
+    pb::Execution {
+        execution_id: e.row.execution_id.to_string(),
+        client_id: e.row.client_id.clone(),
+        config_id: e.row.config_id.to_string(),
+        config_name: e.row.config_name.clone(),
+        business_date: e.row.business_date.to_string(),
+        status: status(e.state.status) as i32,
+        phase: execution_phase(e.state.phase) as i32,
+        jobs: e
+            .state
+            .jobs
+            .iter()
+            .zip(e.jobs.iter())
+            .map(|(job, row)| pb::JobRun {
+                position: job.position,
+                job_type: job.job_type.clone(),
+                manual: job.manual,
+                status: status(job.status) as i32,
+                phase: job_phase(job.phase) as i32,
+                counts: Some(counts(job.counts)),
+                start_time: row.start_time.map(timestamp),
+                end_time: row.end_time.map(timestamp),
+            })
+            .collect(),
+        create_time: Some(timestamp(e.row.create_time)),
+        start_time: e.row.start_time.map(timestamp),
+        end_time: e.row.end_time.map(timestamp),
+        automatic: e.row.automatic,
+    }
+}
+
+/// The proto action kind of a stored kind name.
+pub fn action_kind(kind: &str) -> pb::ActionKind {
+    match kind {
+        "CREATE" => pb::ActionKind::ActionCreate,
+        "RECREATE" => pb::ActionKind::ActionRecreate,
+        "PROCESS" => pb::ActionKind::ActionProcess,
+        "REPROCESS" => pb::ActionKind::ActionReprocess,
+        "RESET" => pb::ActionKind::ActionReset,
+        "TRIGGER_JOB" => pb::ActionKind::ActionTriggerJob,
+        "RETRY_JOB" => pb::ActionKind::ActionRetryJob,
+        _ => pb::ActionKind::Unspecified,
+    }
+}
+
+/// The proto message of a recorded action.
+pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
+    pb::ExecutionAction {
+        action_id: a.action_id,
+        kind: action_kind(&a.kind) as i32,
+        actor: a.actor.clone(),
+        reason: a.reason.clone(),
+        job_position: a.job_position,
+        outcome: a.outcome.clone(),
+        time: Some(timestamp(a.time)),
+    }
+}

@@ -1,0 +1,652 @@
+//! The calendar of automatic runs: on which business dates a configuration
+//! runs, the instant each run starts, and the exception window.
+//!
+//! Everything here is pure: no I/O and no clock reads. Every function takes
+//! the instants it needs, so the scheduler decides what "now" is and tests can
+//! use any date.
+//!
+//! Rules:
+//! - A business date is a [`NaiveDate`]. DAILY configurations run on every
+//!   date. SCHEDULED configurations run on the dates their recurrence rule
+//!   yields; only the date of each occurrence counts.
+//! - A SCHEDULED configuration without a recurrence rule or without a
+//!   scheduled time has no automatic runs (it runs only when triggered). A
+//!   configuration with `automatic_runs_paused` has no automatic runs.
+//! - The automatic run of business date D starts at D + scheduled time in the
+//!   configuration's IANA time zone; a DAILY configuration without a scheduled
+//!   time starts at 00:00:00. When D + time does not exist (spring-forward
+//!   gap) the run starts once, at the instant the gap ends; when it exists
+//!   twice (fall-back overlap) it starts once, at the earlier instant.
+//! - The exception window is in local time of the configuration's zone and
+//!   may cross midnight. Inside it nothing starts automatically: a run whose
+//!   start falls inside the window is held until [`exception_window_end`].
+//!
+//! Recurrence is evaluated by the `rrule` crate and time zones by
+//! `chrono-tz`; there is no calendar arithmetic of our own.
+
+use chrono::{DateTime, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Offset as _, TimeZone as _, Utc};
+use chrono_tz::Tz;
+
+use super::config::{ConfigDraft, Frequency};
+
+/// How far past `after` [`next_runs`] looks for runs, so that a rule that
+/// matches rarely or never cannot make the search run for long.
+pub const SEARCH_HORIZON_YEARS: u32 = 10;
+
+/// One automatic run: the business date it is for and when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpcomingRun {
+    /// The business date the run processes.
+    pub business_date: NaiveDate,
+    /// When the run starts (before any hold by the exception window).
+    pub start: DateTime<Utc>,
+}
+
+/// Whether automatic runs exist at all for this config: not paused, and
+/// either DAILY, or SCHEDULED with both a recurrence rule and a scheduled
+/// time. Lets the scheduler skip configurations that only run by hand.
+pub fn has_automatic_runs(config: &ConfigDraft) -> bool {
+    if config.automatic_runs_paused {
+        return false;
+    }
+    match config.frequency {
+        Frequency::Daily => true,
+        Frequency::Scheduled => config.recurrence_rule.is_some() && config.scheduled_time.is_some(),
+    }
+}
+
+/// Does the config have an automatic run on business date `date`? DAILY:
+/// every date; SCHEDULED: the dates of its recurrence rule. Always false when
+/// [`has_automatic_runs`] is false. Answers "is today a run date".
+pub fn runs_on(config: &ConfigDraft, date: NaiveDate) -> bool {
+    run_dates(config, date).next() == Some(date)
+}
+
+/// The UTC instant at which the automatic run of `date` starts: `date` +
+/// scheduled time (00:00:00 for DAILY without one) in the config's zone, with
+/// the DST rules of the module. `None` when there are no automatic runs or
+/// `date` is not a run date. Used to know when a given date's run is due.
+pub fn start_of(config: &ConfigDraft, date: NaiveDate) -> Option<DateTime<Utc>> {
+    runs_on(config, date).then(|| run_of(config, date).start)
+}
+
+/// Automatic runs whose start is in `(after, until]`, oldest first, at most
+/// `limit`. Used for catch-up after downtime: `after` is when the scheduler
+/// last looked, `until` is now.
+pub fn runs_between(
+    config: &ConfigDraft,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<UpcomingRun> {
+    if until <= after {
+        return Vec::new();
+    }
+    // A start is never earlier than its business date's local day, so every
+    // run in range has a date up to the local date of `until`.
+    let last = local_date(config, until);
+    runs_in(config, first_candidate(config, after), last)
+        .filter(|run| after < run.start && run.start <= until)
+        .take(limit)
+        .collect()
+}
+
+/// The next `count` automatic runs starting strictly after `after`, oldest
+/// first (the ListUpcomingRuns RPC). The search stops
+/// [`SEARCH_HORIZON_YEARS`] after `after`, so a rule that rarely or never
+/// matches returns fewer runs, quickly.
+pub fn next_runs(config: &ConfigDraft, after: DateTime<Utc>, count: usize) -> Vec<UpcomingRun> {
+    let from = local_date(config, after);
+    let last = from
+        .checked_add_months(Months::new(12 * SEARCH_HORIZON_YEARS))
+        .unwrap_or(NaiveDate::MAX);
+    runs_in(config, first_candidate(config, after), last)
+        .filter(|run| run.start > after)
+        .take(count)
+        .collect()
+}
+
+/// Whether `at` falls in the config's exception window, read in the config's
+/// zone (false when it has none). Inside it no run starts automatically and no
+/// new batch is claimed.
+pub fn in_exception_window(config: &ConfigDraft, at: DateTime<Utc>) -> bool {
+    config
+        .exception_window
+        .is_some_and(|window| window.contains(at.with_timezone(&config.time_zone).time()))
+}
+
+/// When the exception window containing `at` ends: the next instant after
+/// `at` at which local time reaches the window's end (the next day when the
+/// window crosses midnight and `at` is before midnight). If that local time
+/// falls in a DST gap, the end is the instant the gap ends. `None` when `at`
+/// is not inside a window. The scheduler holds runs and batch claims until
+/// then, and work resumes by itself.
+pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let window = config.exception_window?;
+    let local = at.with_timezone(&config.time_zone).naive_local();
+    if !window.contains(local.time()) {
+        return None;
+    }
+    let end_date = if local.time() < window.end {
+        local.date()
+    } else {
+        local.date().succ_opt()?
+    };
+    // In a fall-back overlap the end time occurs twice; the window ends at
+    // the first occurrence after `at`.
+    instants_at(config.time_zone, end_date.and_time(window.end))
+        .into_iter()
+        .find(|end| *end > at)
+}
+
+/// DTSTART of every recurrence rule: 2000-01-01 00:00:00 UTC, the anchor the
+/// rule was validated with. Evaluating in UTC at midnight keeps DST out of
+/// the rule (only dates count). The anchor fixes the phase of INTERVAL, the
+/// start of COUNT, and the defaults of rules without BYxxx parts (a bare
+/// `FREQ=MONTHLY` runs on the 1st, a bare `FREQ=WEEKLY` on Saturdays). No
+/// date before the anchor is a run date.
+fn rule_anchor() -> DateTime<rrule::Tz> {
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("fixed date")
+        .with_timezone(&rrule::Tz::UTC)
+}
+
+/// The business dates from `from` on with an automatic run, ascending;
+/// endless for DAILY. The rule's iterator runs with the crate's iteration
+/// limit (it gives up after 100,000 periods without a match), so it ends
+/// rather than search forever for a date that never comes; callers bound the
+/// dates they take as well.
+fn run_dates(config: &ConfigDraft, from: NaiveDate) -> Box<dyn Iterator<Item = NaiveDate>> {
+    if !has_automatic_runs(config) {
+        return Box::new(std::iter::empty());
+    }
+    let Some(rule) = &config.recurrence_rule else {
+        return Box::new(from.iter_days());
+    };
+    match rule.rule().clone().build(rule_anchor()) {
+        Ok(set) => Box::new(
+            (&set.limit())
+                .into_iter()
+                .map(|occurrence| occurrence.date_naive())
+                .skip_while(move |date| *date < from),
+        ),
+        Err(_) => Box::new(std::iter::empty()),
+    }
+}
+
+/// The automatic runs of the business dates `first..=last`, oldest first.
+fn runs_in(
+    config: &ConfigDraft,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> impl Iterator<Item = UpcomingRun> + '_ {
+    run_dates(config, first)
+        .take_while(move |date| *date <= last)
+        .map(|date| run_of(config, date))
+}
+
+/// The run of business date `date`, assuming it is a run date.
+fn run_of(config: &ConfigDraft, date: NaiveDate) -> UpcomingRun {
+    let time = config.scheduled_time.unwrap_or(NaiveTime::MIN);
+    UpcomingRun {
+        business_date: date,
+        start: instants_at(config.time_zone, date.and_time(time))[0],
+    }
+}
+
+/// The earliest business date whose run may start after `at`: the day before
+/// `at`'s local date, since a run whose time falls in a DST gap may start
+/// past its own date.
+fn first_candidate(config: &ConfigDraft, at: DateTime<Utc>) -> NaiveDate {
+    let date = local_date(config, at);
+    date.pred_opt().unwrap_or(date)
+}
+
+/// The local date of `at` in the config's zone.
+fn local_date(config: &ConfigDraft, at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&config.time_zone).date_naive()
+}
+
+/// The instants at which the clocks of `tz` show `local`, earliest first: one
+/// usually, two in a fall-back overlap. In a spring-forward gap, where the
+/// clocks never show `local`, the one instant at which the gap ends (the first
+/// valid instant after it).
+fn instants_at(tz: Tz, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => vec![t.to_utc()],
+        LocalResult::Ambiguous(a, b) => {
+            let (a, b) = (a.to_utc(), b.to_utc());
+            vec![a.min(b), a.max(b)]
+        }
+        LocalResult::None => vec![gap_end(tz, local)],
+    }
+}
+
+/// The instant at which the DST gap containing the local time `local` ends.
+/// The offsets a day before and after bracket the transition; a binary search
+/// over whole seconds finds the first instant whose local time is past
+/// `local`.
+fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    let as_utc = local.and_utc();
+    let offset_at =
+        |t: DateTime<Utc>| i64::from(t.with_timezone(&tz).offset().fix().local_minus_utc());
+    let wall_after = |secs: i64| {
+        DateTime::from_timestamp(secs, 0)
+            .is_some_and(|t| t.with_timezone(&tz).naive_local() > local)
+    };
+    // Before the gap the clock shows less than `local`, after it more.
+    let mut before = as_utc.timestamp() - offset_at(as_utc + Duration::days(1));
+    let mut after = as_utc.timestamp() - offset_at(as_utc - Duration::days(1));
+    while after - before > 1 {
+        let mid = before + (after - before) / 2;
+        if wall_after(mid) {
+            after = mid;
+        } else {
+            before = mid;
+        }
+    }
+    DateTime::from_timestamp(after, 0).unwrap_or(as_utc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduling::domain::config::{ExceptionWindow, JobSpec, RecurrenceRule};
+    use std::str::FromStr;
+
+    fn config(
+        frequency: Frequency,
+        time: Option<&str>,
+        zone: &str,
+        rule: Option<&str>,
+    ) -> ConfigDraft {
+        ConfigDraft {
+            name: "test".into(),
+            description: String::new(),
+            frequency,
+            scheduled_time: time.map(|t| NaiveTime::from_str(t).unwrap()),
+            exception_window: None,
+            time_zone: Tz::from_str(zone).unwrap(),
+            recurrence_rule: rule.map(|r| RecurrenceRule::parse(r).unwrap()),
+            jobs: vec![JobSpec {
+                job_type: "BILLING".into(),
+                manual: false,
+            }],
+            automatic_runs_paused: false,
+        }
+    }
+
+    fn scheduled(rule: &str) -> ConfigDraft {
+        config(Frequency::Scheduled, Some("09:00:00"), "UTC", Some(rule))
+    }
+
+    fn date(text: &str) -> NaiveDate {
+        NaiveDate::from_str(text).unwrap()
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// Business dates of the runs starting from `first` 00:00Z to `last`
+    /// 23:59:59Z (every date of `first..=last` for runs at 09:00 UTC).
+    fn dates(config: &ConfigDraft, first: &str, last: &str) -> Vec<NaiveDate> {
+        let after = utc(&format!("{first}T00:00:00Z")) - Duration::seconds(1);
+        let until = utc(&format!("{last}T23:59:59Z"));
+        runs_between(config, after, until, 1000)
+            .into_iter()
+            .map(|run| run.business_date)
+            .collect()
+    }
+
+    fn dates_of(texts: &[&str]) -> Vec<NaiveDate> {
+        texts.iter().map(|t| date(t)).collect()
+    }
+
+    #[test]
+    fn daily_starts_at_local_time_in_utc() {
+        let midnight = config(Frequency::Daily, None, "Europe/Berlin", None);
+        assert_eq!(
+            start_of(&midnight, date("2026-01-10")),
+            Some(utc("2026-01-09T23:00:00Z"))
+        );
+        assert_eq!(
+            start_of(&midnight, date("2026-07-10")),
+            Some(utc("2026-07-09T22:00:00Z"))
+        );
+        let late = config(Frequency::Daily, Some("23:30:00"), "Europe/Berlin", None);
+        assert_eq!(
+            start_of(&late, date("2026-01-10")),
+            Some(utc("2026-01-10T22:30:00Z"))
+        );
+        let kolkata = config(Frequency::Daily, Some("23:30:00"), "Asia/Kolkata", None);
+        assert_eq!(
+            start_of(&kolkata, date("2026-01-10")),
+            Some(utc("2026-01-10T18:00:00Z"))
+        );
+        let kolkata_midnight = config(Frequency::Daily, Some("00:00:00"), "Asia/Kolkata", None);
+        assert_eq!(
+            start_of(&kolkata_midnight, date("2026-01-10")),
+            Some(utc("2026-01-09T18:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn monthly_on_the_15th() {
+        let c = scheduled("FREQ=MONTHLY;BYMONTHDAY=15");
+        let expected: Vec<NaiveDate> = (1..=12)
+            .map(|m| NaiveDate::from_ymd_opt(2028, m, 15).unwrap())
+            .collect();
+        assert_eq!(dates(&c, "2028-01-01", "2028-12-31"), expected);
+        assert_eq!(
+            start_of(&c, date("2028-02-15")),
+            Some(utc("2028-02-15T09:00:00Z"))
+        );
+        assert_eq!(start_of(&c, date("2028-02-16")), None);
+    }
+
+    #[test]
+    fn monthly_third_last_day_in_leap_and_common_years() {
+        let c = scheduled("FREQ=MONTHLY;BYMONTHDAY=-3");
+        assert_eq!(
+            dates(&c, "2028-01-01", "2028-12-31"),
+            dates_of(&[
+                "2028-01-29",
+                "2028-02-27",
+                "2028-03-29",
+                "2028-04-28",
+                "2028-05-29",
+                "2028-06-28",
+                "2028-07-29",
+                "2028-08-29",
+                "2028-09-28",
+                "2028-10-29",
+                "2028-11-28",
+                "2028-12-29",
+            ])
+        );
+        assert_eq!(
+            dates(&c, "2027-02-01", "2027-02-28"),
+            dates_of(&["2027-02-26"])
+        );
+        assert!(runs_on(&c, date("2027-02-26")));
+        assert!(!runs_on(&c, date("2027-02-27")));
+        assert!(runs_on(&c, date("2028-02-27")));
+        assert!(!runs_on(&c, date("2028-02-26")));
+    }
+
+    #[test]
+    fn weekly_on_friday() {
+        let c = scheduled("FREQ=WEEKLY;BYDAY=FR");
+        assert_eq!(
+            dates(&c, "2028-01-01", "2028-02-29"),
+            dates_of(&[
+                "2028-01-07",
+                "2028-01-14",
+                "2028-01-21",
+                "2028-01-28",
+                "2028-02-04",
+                "2028-02-11",
+                "2028-02-18",
+                "2028-02-25",
+            ])
+        );
+        assert!(!runs_on(&c, date("2028-01-06")));
+        // Every other Friday: the phase comes from the fixed anchor, so it
+        // does not depend on where the search starts.
+        let biweekly = scheduled("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR");
+        let from_january = next_runs(&biweekly, utc("2028-01-01T00:00:00Z"), 4);
+        let from_later = next_runs(&biweekly, from_january[0].start, 3);
+        assert_eq!(from_january[1..], from_later);
+        assert_eq!(
+            from_january[1].business_date - from_january[0].business_date,
+            Duration::days(14)
+        );
+    }
+
+    #[test]
+    fn quarter_end_and_year_end() {
+        let quarter = scheduled("FREQ=MONTHLY;BYMONTH=3,6,9,12;BYMONTHDAY=-1");
+        assert_eq!(
+            dates(&quarter, "2027-12-01", "2028-12-31"),
+            dates_of(&[
+                "2027-12-31",
+                "2028-03-31",
+                "2028-06-30",
+                "2028-09-30",
+                "2028-12-31"
+            ])
+        );
+        let year_end = scheduled("FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=31");
+        assert_eq!(
+            dates(&year_end, "2026-01-01", "2028-12-31"),
+            dates_of(&["2026-12-31", "2027-12-31", "2028-12-31"])
+        );
+        let february_end = scheduled("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=-1");
+        assert_eq!(
+            dates(&february_end, "2027-01-01", "2028-12-31"),
+            dates_of(&["2027-02-28", "2028-02-29"])
+        );
+    }
+
+    #[test]
+    fn a_time_in_the_spring_forward_gap_runs_once_when_the_gap_ends() {
+        let c = config(Frequency::Daily, Some("02:30:00"), "America/New_York", None);
+        assert_eq!(
+            start_of(&c, date("2026-03-08")),
+            Some(utc("2026-03-08T07:00:00Z"))
+        );
+        // The local day 2026-03-08 runs from 05:00Z to 04:00Z next day.
+        let day = runs_between(
+            &c,
+            utc("2026-03-08T05:00:00Z"),
+            utc("2026-03-09T04:00:00Z"),
+            10,
+        );
+        assert_eq!(
+            day,
+            [UpcomingRun {
+                business_date: date("2026-03-08"),
+                start: utc("2026-03-08T07:00:00Z"),
+            }]
+        );
+        let around = runs_between(
+            &c,
+            utc("2026-03-07T00:00:00Z"),
+            utc("2026-03-10T00:00:00Z"),
+            10,
+        );
+        let starts: Vec<_> = around.iter().map(|r| r.start).collect();
+        assert_eq!(
+            starts,
+            [
+                utc("2026-03-07T07:30:00Z"),
+                utc("2026-03-08T07:00:00Z"),
+                utc("2026-03-09T06:30:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_time_in_the_fall_back_overlap_runs_once_at_the_earlier_instant() {
+        let c = config(Frequency::Daily, Some("01:30:00"), "America/New_York", None);
+        assert_eq!(
+            start_of(&c, date("2026-11-01")),
+            Some(utc("2026-11-01T05:30:00Z"))
+        );
+        // Both 05:30Z (EDT) and 06:30Z (EST) read 01:30 locally.
+        let day = runs_between(
+            &c,
+            utc("2026-11-01T04:00:00Z"),
+            utc("2026-11-02T05:00:00Z"),
+            10,
+        );
+        assert_eq!(
+            day,
+            [UpcomingRun {
+                business_date: date("2026-11-01"),
+                start: utc("2026-11-01T05:30:00Z"),
+            }]
+        );
+    }
+
+    #[test]
+    fn exception_window_crossing_midnight() {
+        let mut c = config(Frequency::Daily, None, "Europe/Berlin", None);
+        assert!(!in_exception_window(&c, utc("2026-01-15T22:00:00Z")));
+        assert_eq!(exception_window_end(&c, utc("2026-01-15T22:00:00Z")), None);
+        c.exception_window = Some(ExceptionWindow {
+            start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(2, 0, 0).unwrap(),
+        });
+        // Berlin is UTC+1 in January.
+        for (at, inside) in [
+            ("2026-01-15T12:00:00Z", false),
+            ("2026-01-15T20:59:59Z", false),
+            ("2026-01-15T21:00:00Z", true),
+            ("2026-01-15T22:00:00Z", true),
+            ("2026-01-15T23:30:00Z", true),
+            ("2026-01-16T00:59:59Z", true),
+            ("2026-01-16T01:00:00Z", false),
+        ] {
+            assert_eq!(in_exception_window(&c, utc(at)), inside, "{at}");
+        }
+        // Before local midnight: ends at 02:00 the next local day.
+        assert_eq!(
+            exception_window_end(&c, utc("2026-01-15T22:00:00Z")),
+            Some(utc("2026-01-16T01:00:00Z"))
+        );
+        // After local midnight: ends at 02:00 the same local day.
+        assert_eq!(
+            exception_window_end(&c, utc("2026-01-16T00:30:00Z")),
+            Some(utc("2026-01-16T01:00:00Z"))
+        );
+        assert_eq!(exception_window_end(&c, utc("2026-01-16T01:00:00Z")), None);
+        assert_eq!(exception_window_end(&c, utc("2026-01-15T12:00:00Z")), None);
+    }
+
+    #[test]
+    fn exception_window_ending_in_a_dst_gap_or_overlap() {
+        let mut c = config(Frequency::Daily, None, "America/New_York", None);
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        c.exception_window = Some(ExceptionWindow {
+            start: t(22, 0),
+            end: t(2, 30),
+        });
+        // 23:00 EST on 2026-03-07; 02:30 on 2026-03-08 does not exist: the
+        // window ends when the gap does, at 03:00 EDT.
+        assert_eq!(
+            exception_window_end(&c, utc("2026-03-08T04:00:00Z")),
+            Some(utc("2026-03-08T07:00:00Z"))
+        );
+        c.exception_window = Some(ExceptionWindow {
+            start: t(0, 30),
+            end: t(1, 30),
+        });
+        // 01:00 EDT: ends at 01:30 EDT.
+        assert_eq!(
+            exception_window_end(&c, utc("2026-11-01T05:00:00Z")),
+            Some(utc("2026-11-01T05:30:00Z"))
+        );
+        // 01:15 EST, the second pass: ends at 01:30 EST.
+        assert!(in_exception_window(&c, utc("2026-11-01T06:15:00Z")));
+        assert_eq!(
+            exception_window_end(&c, utc("2026-11-01T06:15:00Z")),
+            Some(utc("2026-11-01T06:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn catch_up_after_a_three_day_outage_is_oldest_first() {
+        // 01:00 CEST is 23:00Z the evening before.
+        let c = config(Frequency::Daily, Some("01:00:00"), "Europe/Berlin", None);
+        let after = utc("2026-04-01T12:00:00Z");
+        let until = utc("2026-04-04T12:00:00Z");
+        let run = |d, start| UpcomingRun {
+            business_date: date(d),
+            start: utc(start),
+        };
+        let expected = [
+            run("2026-04-02", "2026-04-01T23:00:00Z"),
+            run("2026-04-03", "2026-04-02T23:00:00Z"),
+            run("2026-04-04", "2026-04-03T23:00:00Z"),
+        ];
+        assert_eq!(runs_between(&c, after, until, 10), expected);
+        assert_eq!(runs_between(&c, after, until, 2), expected[..2]);
+        // The interval is open at `after` and closed at `until`.
+        assert_eq!(
+            runs_between(
+                &c,
+                utc("2026-04-01T23:00:00Z"),
+                utc("2026-04-03T23:00:00Z"),
+                10
+            ),
+            expected[1..]
+        );
+        assert!(runs_between(&c, until, after, 10).is_empty());
+    }
+
+    #[test]
+    fn next_runs_are_strictly_after() {
+        let c = scheduled("FREQ=MONTHLY;BYMONTHDAY=15");
+        let next: Vec<_> = next_runs(&c, utc("2026-01-15T09:00:00Z"), 3)
+            .into_iter()
+            .map(|r| r.start)
+            .collect();
+        assert_eq!(
+            next,
+            [
+                utc("2026-02-15T09:00:00Z"),
+                utc("2026-03-15T09:00:00Z"),
+                utc("2026-04-15T09:00:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn next_runs_of_a_rule_that_never_matches_ends_quickly() {
+        for rule in [
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",
+        ] {
+            let c = scheduled(rule);
+            let started = std::time::Instant::now();
+            assert!(next_runs(&c, utc("2026-01-01T00:00:00Z"), 5).is_empty());
+            assert!(!runs_on(&c, date("2026-02-28")));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{rule} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn no_automatic_runs_without_rule_or_time_or_when_paused() {
+        let no_rule = config(Frequency::Scheduled, Some("09:00:00"), "UTC", None);
+        let no_time = config(
+            Frequency::Scheduled,
+            None,
+            "UTC",
+            Some("FREQ=MONTHLY;BYMONTHDAY=15"),
+        );
+        let mut paused = config(Frequency::Daily, Some("09:00:00"), "UTC", None);
+        paused.automatic_runs_paused = true;
+        let after = utc("2026-01-01T00:00:00Z");
+        for c in [no_rule, no_time, paused] {
+            assert!(!has_automatic_runs(&c));
+            assert!(!runs_on(&c, date("2026-01-15")));
+            assert_eq!(start_of(&c, date("2026-01-15")), None);
+            assert!(next_runs(&c, after, 5).is_empty());
+            assert!(runs_between(&c, after, utc("2026-03-01T00:00:00Z"), 5).is_empty());
+        }
+        assert!(has_automatic_runs(&config(
+            Frequency::Daily,
+            None,
+            "UTC",
+            None
+        )));
+    }
+}

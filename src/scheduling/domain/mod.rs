@@ -1,0 +1,11 @@
+//! The pure core of the scheduler: rules and state, no I/O.
+
+pub mod calendar;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod execution;
+pub mod time_of_day;
+pub mod work_item;
+
+pub use error::{Error, FieldViolation};

@@ -1,0 +1,223 @@
+//! The scheduler: starts automatic runs at their start instant in the
+//! client's time zone, exactly once, holds work in exception windows, and
+//! catches up after downtime.
+//!
+//! Every tick (any number of processes may tick) it looks, for each
+//! configuration with automatic runs, at the runs due since its watermark
+//! (`scheduled_through`):
+//! - a run whose start, or now, falls in the exception window is held: the
+//!   watermark stops before it and it starts when the window closes;
+//! - a run due within the catch-up window is created and processed
+//!   (oldest first); the execution's unique (configuration, date) key makes
+//!   the creation happen once however many processes race;
+//! - an older one is recorded as a MISSED execution, not started.
+//!
+//! It also holds the running work of executions whose configuration's
+//! exception window is open (no new batch is claimed; batches in flight
+//! finish) and releases it when the window closes.
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::actions::Actor;
+use super::{save_transition, Engine};
+use crate::scheduling::domain::calendar;
+use crate::scheduling::domain::config::JobScheduleConfig;
+use crate::scheduling::domain::execution::ExecutionPhase;
+use crate::scheduling::domain::Error;
+use crate::scheduling::store::configs;
+use crate::scheduling::store::executions;
+
+/// The actor recorded for automatic actions.
+pub const SCHEDULER_ACTOR: &str = "scheduler";
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Runs this tick created and started.
+    pub started: Vec<(Uuid, chrono::NaiveDate)>,
+    /// Runs this tick recorded as missed.
+    pub missed: Vec<(Uuid, chrono::NaiveDate)>,
+    /// Due runs held by an exception window.
+    pub held: usize,
+    /// Executions whose work was paused for a window.
+    pub paused: usize,
+    /// Executions whose work resumed after a window.
+    pub resumed: usize,
+}
+
+impl Engine {
+    /// The scheduler loop of this process: ticks until `shutdown`.
+    pub async fn run_scheduler(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.schedule_tick().await {
+                tracing::warn!(error = %e, "scheduler tick failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.settings().scheduler_tick) => {}
+            }
+        }
+    }
+
+    /// One scheduler pass at the clock's current instant.
+    pub async fn schedule_tick(&self) -> Result<TickReport, Error> {
+        let now = self.clock().now();
+        let catch_up = chrono::Duration::from_std(self.settings().catch_up)
+            .unwrap_or(chrono::Duration::days(1));
+        let mut report = TickReport::default();
+        let configs = {
+            let mut conn = self.db().conn().await?;
+            configs::automatic(&mut conn).await?
+        };
+        for (row, through) in configs {
+            let config: JobScheduleConfig = row.try_into()?;
+            if !calendar::has_automatic_runs(&config.draft) || through >= now {
+                continue;
+            }
+            let mut watermark = now;
+            let window_open_now = calendar::in_exception_window(&config.draft, now);
+            for run in calendar::runs_between(&config.draft, through, now, 1000) {
+                let effective =
+                    calendar::exception_window_end(&config.draft, run.start).unwrap_or(run.start);
+                if window_open_now || effective > now {
+                    report.held += 1;
+                    watermark = run.start - chrono::Duration::microseconds(1);
+                    break;
+                }
+                let key = (config.config_id, run.business_date);
+                if now - effective > catch_up {
+                    if self
+                        .record_missed(&config, run.business_date, run.start)
+                        .await?
+                    {
+                        report.missed.push(key);
+                    }
+                } else if self
+                    .start_automatic(&config, run.business_date, run.start)
+                    .await?
+                {
+                    report.started.push(key);
+                }
+            }
+            let mut conn = self.db().conn().await?;
+            configs::advance_schedule(&mut conn, config.config_id, watermark).await?;
+        }
+        let running = {
+            let mut conn = self.db().conn().await?;
+            configs::windowed_running(&mut conn).await?
+        };
+        for (execution_id, row) in running {
+            let config: JobScheduleConfig = row.try_into()?;
+            let held = calendar::in_exception_window(&config.draft, now);
+            match self.set_window_hold(execution_id, held).await? {
+                Some(true) => report.paused += 1,
+                Some(false) => report.resumed += 1,
+                None => {}
+            }
+        }
+        if !report.started.is_empty() || report.resumed > 0 {
+            self.wake();
+        }
+        Ok(report)
+    }
+
+    /// Creates and starts the automatic run of `date`, unless an execution
+    /// of that date exists already (created by another process, or by
+    /// hand). Whether this call created it.
+    async fn start_automatic(
+        &self,
+        config: &JobScheduleConfig,
+        date: chrono::NaiveDate,
+        due: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.create_automatic(config, date, due, false).await
+    }
+
+    /// Records a run that is past the catch-up window as a MISSED execution.
+    async fn record_missed(
+        &self,
+        config: &JobScheduleConfig,
+        date: chrono::NaiveDate,
+        due: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.create_automatic(config, date, due, true).await
+    }
+
+    async fn create_automatic(
+        &self,
+        config: &JobScheduleConfig,
+        date: chrono::NaiveDate,
+        due: DateTime<Utc>,
+        missed: bool,
+    ) -> Result<bool, Error> {
+        use diesel_async::AsyncConnection;
+        let jobs = super::actions::snapshot(config, &[])?;
+        let actor = Actor {
+            client_id: config.client_id.clone(),
+            actor: SCHEDULER_ACTOR.to_string(),
+            reason: String::new(),
+        };
+        let client = config.client_id.clone();
+        let config_id = config.config_id;
+        let name = config.draft.name.clone();
+        let mut conn = self.db().conn().await?;
+        let created = conn
+            .transaction::<_, Error, _>(async move |conn| {
+                let inserted =
+                    executions::insert(conn, &client, config_id, &name, date, true, &jobs).await;
+                let id = match inserted {
+                    Ok(id) => id,
+                    Err(e) if e.unique_violation() == Some(executions::UNIQUE_DATE) => {
+                        return Ok(false)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let loaded = executions::load_by_id(conn, id, true)
+                    .await?
+                    .ok_or_else(|| Error::Internal("execution vanished".into()))?;
+                let mut after = loaded.state.clone();
+                let (kind, outcome) = if missed {
+                    after.phase = ExecutionPhase::Missed;
+                    (
+                        "CREATE",
+                        format!(
+                            "missed: due at {due}, beyond the catch-up window; process it by hand \
+                             if wanted"
+                        ),
+                    )
+                } else {
+                    after.start();
+                    ("PROCESS", format!("automatic start (due at {due})"))
+                };
+                save_transition(conn, &loaded, &after, Vec::new()).await?;
+                super::actions::record(conn, &loaded, &actor, kind, 0, outcome).await?;
+                Ok(true)
+            })
+            .await?;
+        if created {
+            tracing::info!(config = %config.config_id, %date, missed, "automatic run");
+        }
+        Ok(created)
+    }
+
+    /// Pauses (`held`) or resumes an execution's running work for the
+    /// exception window. `Some(held)` when something changed.
+    async fn set_window_hold(&self, execution_id: Uuid, held: bool) -> Result<Option<bool>, Error> {
+        use diesel_async::AsyncConnection;
+        let mut conn = self.db().conn().await?;
+        conn.transaction::<_, Error, _>(async move |conn| {
+            let Some(loaded) = executions::load_by_id(conn, execution_id, true).await? else {
+                return Ok(None);
+            };
+            let mut after = loaded.state.clone();
+            if !after.hold_for_window(held) {
+                return Ok(None);
+            }
+            save_transition(conn, &loaded, &after, Vec::new()).await?;
+            Ok(Some(held))
+        })
+        .await
+    }
+}

@@ -1,0 +1,583 @@
+//! Queries on executions, their job runs and their action history.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::{execution_actions, executions, job_runs};
+use super::DbError;
+use crate::scheduling::domain::event::ActionRecord;
+use crate::scheduling::domain::execution::{
+    Counts, ExecutionPhase, ExecutionState, JobPhase, JobState, Status,
+};
+use crate::scheduling::domain::Error;
+
+/// Unique constraint: one execution per (configuration, business date).
+pub const UNIQUE_DATE: &str = "executions_config_date_key";
+
+/// A row of `executions`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = executions, check_for_backend(diesel::pg::Pg))]
+pub struct ExecutionRow {
+    /// Identifier.
+    pub execution_id: Uuid,
+    /// Owning client.
+    pub client_id: String,
+    /// Configuration it came from.
+    pub config_id: Uuid,
+    /// The configuration's name at creation.
+    pub config_name: String,
+    /// Business date.
+    pub business_date: NaiveDate,
+    /// Status name.
+    pub status: String,
+    /// Phase name.
+    pub phase: String,
+    /// Created by the scheduler.
+    pub automatic: bool,
+    /// Created at.
+    pub create_time: DateTime<Utc>,
+    /// First started at.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Last finished at.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// A row of `job_runs` (without lease bookkeeping).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = job_runs, check_for_backend(diesel::pg::Pg))]
+pub struct JobRunRow {
+    /// Identifier.
+    pub job_run_id: i64,
+    /// Its execution.
+    pub execution_id: Uuid,
+    /// Position from 1.
+    pub position: i32,
+    /// Job type.
+    pub job_type: String,
+    /// Manual.
+    pub manual: bool,
+    /// Manual job released.
+    pub released: bool,
+    /// Status name.
+    pub status: String,
+    /// Phase name.
+    pub phase: String,
+    /// Planned items.
+    pub total: i64,
+    /// Processed items.
+    pub processed: i64,
+    /// Errored items.
+    pub errored: i64,
+    /// Retry round.
+    pub round: i32,
+    /// The plan failed as a whole.
+    pub plan_failed: bool,
+    /// Started planning at.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Settled at.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+impl JobRunRow {
+    /// The domain view of this job.
+    pub fn state(&self) -> Result<JobState, Error> {
+        Ok(JobState {
+            position: self.position as u32,
+            job_type: self.job_type.clone(),
+            manual: self.manual,
+            released: self.released,
+            status: Status::parse(&self.status).ok_or_else(|| bad("job status", &self.status))?,
+            phase: JobPhase::parse(&self.phase).ok_or_else(|| bad("job phase", &self.phase))?,
+            counts: Counts {
+                total: self.total,
+                processed: self.processed,
+                errored: self.errored,
+            },
+        })
+    }
+}
+
+fn bad(what: &str, value: &str) -> Error {
+    Error::Internal(format!("stored {what} {value:?} is unknown"))
+}
+
+/// An execution with its job runs, as loaded for reading or for a
+/// transition.
+#[derive(Debug, Clone)]
+pub struct LoadedExecution {
+    /// The execution row.
+    pub row: ExecutionRow,
+    /// Its job runs by position.
+    pub jobs: Vec<JobRunRow>,
+    /// The domain state.
+    pub state: ExecutionState,
+}
+
+impl LoadedExecution {
+    fn assemble(row: ExecutionRow, jobs: Vec<JobRunRow>) -> Result<Self, Error> {
+        let state = ExecutionState {
+            status: Status::parse(&row.status).ok_or_else(|| bad("status", &row.status))?,
+            phase: ExecutionPhase::parse(&row.phase).ok_or_else(|| bad("phase", &row.phase))?,
+            jobs: jobs
+                .iter()
+                .map(JobRunRow::state)
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self { row, jobs, state })
+    }
+
+    /// The job run at `position`.
+    pub fn job_run(&self, position: u32) -> Option<&JobRunRow> {
+        self.jobs.iter().find(|j| j.position as u32 == position)
+    }
+}
+
+/// Inserts an execution and its snapshotted jobs. A duplicate date violates
+/// [`UNIQUE_DATE`].
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+    config_name: &str,
+    business_date: NaiveDate,
+    automatic: bool,
+    jobs: &[JobState],
+) -> Result<Uuid, DbError> {
+    let execution_id = Uuid::now_v7();
+    diesel::insert_into(executions::table)
+        .values((
+            executions::execution_id.eq(execution_id),
+            executions::client_id.eq(client_id),
+            executions::config_id.eq(config_id),
+            executions::config_name.eq(config_name),
+            executions::business_date.eq(business_date),
+            executions::automatic.eq(automatic),
+        ))
+        .execute(conn)
+        .await?;
+    insert_jobs(conn, execution_id, jobs).await?;
+    Ok(execution_id)
+}
+
+async fn insert_jobs(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+    jobs: &[JobState],
+) -> Result<(), DbError> {
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            (
+                job_runs::execution_id.eq(execution_id),
+                job_runs::position.eq(j.position as i32),
+                job_runs::job_type.eq(j.job_type.clone()),
+                job_runs::manual.eq(j.manual),
+            )
+        })
+        .collect();
+    diesel::insert_into(job_runs::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the job snapshot of a fresh execution (Recreate).
+pub async fn replace_jobs(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+    jobs: &[JobState],
+) -> Result<(), DbError> {
+    diesel::delete(job_runs::table.filter(job_runs::execution_id.eq(execution_id)))
+        .execute(conn)
+        .await?;
+    insert_jobs(conn, execution_id, jobs).await
+}
+
+/// Loads the execution of (client, config, date), locking it and its job
+/// runs `FOR UPDATE` when `lock`.
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+    business_date: NaiveDate,
+    lock: bool,
+) -> Result<Option<LoadedExecution>, Error> {
+    let id: Option<Uuid> = executions::table
+        .filter(executions::client_id.eq(client_id))
+        .filter(executions::config_id.eq(config_id))
+        .filter(executions::business_date.eq(business_date))
+        .select(executions::execution_id)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(DbError::from)?;
+    match id {
+        Some(id) => load_by_id(conn, id, lock).await,
+        None => Ok(None),
+    }
+}
+
+/// Loads an execution by id, locking it and its job runs when `lock`.
+pub async fn load_by_id(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+    lock: bool,
+) -> Result<Option<LoadedExecution>, Error> {
+    let query = executions::table
+        .filter(executions::execution_id.eq(execution_id))
+        .select(ExecutionRow::as_select());
+    let row = if lock {
+        query.for_update().first(conn).await.optional()
+    } else {
+        query.first(conn).await.optional()
+    }
+    .map_err(DbError::from)?;
+    match row {
+        Some(row) => Ok(Some(with_jobs(conn, row, lock).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn with_jobs(
+    conn: &mut AsyncPgConnection,
+    row: ExecutionRow,
+    lock: bool,
+) -> Result<LoadedExecution, Error> {
+    let query = job_runs::table
+        .filter(job_runs::execution_id.eq(row.execution_id))
+        .order(job_runs::position)
+        .select(JobRunRow::as_select());
+    let jobs = if lock {
+        query.for_update().load(conn).await
+    } else {
+        query.load(conn).await
+    }
+    .map_err(DbError::from)?;
+    LoadedExecution::assemble(row, jobs)
+}
+
+/// Writes the difference between `loaded.state` and `after`: the execution's
+/// status and phase (with start and end times) and every changed job run.
+pub async fn save(
+    conn: &mut AsyncPgConnection,
+    loaded: &LoadedExecution,
+    after: &ExecutionState,
+) -> Result<(), DbError> {
+    let before = &loaded.state;
+    let id = loaded.row.execution_id;
+    if before.status != after.status || before.phase != after.phase {
+        let fresh = after.phase == ExecutionPhase::NotStarted;
+        let finished = after.status != Status::Pending;
+        diesel::update(executions::table.filter(executions::execution_id.eq(id)))
+            .set((
+                executions::status.eq(after.status.as_str()),
+                executions::phase.eq(after.phase.as_str()),
+                executions::start_time.eq(if fresh {
+                    None
+                } else {
+                    Some(loaded.row.start_time.unwrap_or_else(Utc::now))
+                }),
+                executions::end_time.eq(if finished { Some(Utc::now()) } else { None }),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    for (b, (a, row)) in before
+        .jobs
+        .iter()
+        .zip(after.jobs.iter().zip(loaded.jobs.iter()))
+    {
+        if b == a {
+            continue;
+        }
+        let start_time = match a.phase {
+            JobPhase::Waiting | JobPhase::AwaitingTrigger => None,
+            _ => Some(row.start_time.unwrap_or_else(Utc::now)),
+        };
+        let end_time = (a.phase == JobPhase::Done).then(Utc::now);
+        if b.phase != a.phase {
+            // A new phase starts without a planner: a job entering PLANNING
+            // is claimable at once.
+            diesel::update(job_runs::table.filter(job_runs::job_run_id.eq(row.job_run_id)))
+                .set((
+                    job_runs::plan_owner.eq(None::<Uuid>),
+                    job_runs::plan_lease_until.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        diesel::update(job_runs::table.filter(job_runs::job_run_id.eq(row.job_run_id)))
+            .set((
+                job_runs::status.eq(a.status.as_str()),
+                job_runs::phase.eq(a.phase.as_str()),
+                job_runs::manual.eq(a.manual),
+                job_runs::released.eq(a.released),
+                job_runs::total.eq(a.counts.total),
+                job_runs::processed.eq(a.counts.processed),
+                job_runs::errored.eq(a.counts.errored),
+                job_runs::start_time.eq(start_time),
+                job_runs::end_time.eq(end_time),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A row of `execution_actions`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = execution_actions, check_for_backend(diesel::pg::Pg))]
+pub struct ActionRow {
+    /// Identifier.
+    pub action_id: i64,
+    /// Kind name.
+    pub kind: String,
+    /// Actor.
+    pub actor: String,
+    /// Reason.
+    pub reason: String,
+    /// Job position or 0.
+    pub job_position: i32,
+    /// Outcome text.
+    pub outcome: String,
+    /// When.
+    pub time: DateTime<Utc>,
+}
+
+impl From<ActionRow> for ActionRecord {
+    fn from(r: ActionRow) -> Self {
+        ActionRecord {
+            action_id: r.action_id,
+            kind: r.kind,
+            actor: r.actor,
+            reason: r.reason,
+            job_position: r.job_position as u32,
+            outcome: r.outcome,
+            time: r.time,
+        }
+    }
+}
+
+/// What an action record says.
+#[derive(Debug, Clone)]
+pub struct NewAction<'a> {
+    /// Kind name, e.g. `PROCESS`.
+    pub kind: &'a str,
+    /// Who.
+    pub actor: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// Job position or 0.
+    pub job_position: u32,
+    /// What it did.
+    pub outcome: String,
+}
+
+/// Records an action.
+pub async fn record_action(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+    action: &NewAction<'_>,
+) -> Result<ActionRecord, DbError> {
+    let row = diesel::insert_into(execution_actions::table)
+        .values((
+            execution_actions::execution_id.eq(execution_id),
+            execution_actions::kind.eq(action.kind),
+            execution_actions::actor.eq(action.actor),
+            execution_actions::reason.eq(action.reason),
+            execution_actions::job_position.eq(action.job_position as i32),
+            execution_actions::outcome.eq(&action.outcome),
+        ))
+        .returning(ActionRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(row.into())
+}
+
+/// Every action on an execution, oldest first.
+pub async fn actions(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+) -> Result<Vec<ActionRecord>, DbError> {
+    let rows = execution_actions::table
+        .filter(execution_actions::execution_id.eq(execution_id))
+        .order(execution_actions::action_id)
+        .select(ActionRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Up to `limit` executions of a configuration in a date range, newest date
+/// first, before `before` when given.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+    range: (Option<NaiveDate>, Option<NaiveDate>),
+    before: Option<NaiveDate>,
+    limit: i64,
+) -> Result<Vec<LoadedExecution>, Error> {
+    let mut query = executions::table
+        .filter(executions::client_id.eq(client_id))
+        .filter(executions::config_id.eq(config_id))
+        .order(executions::business_date.desc())
+        .limit(limit)
+        .select(ExecutionRow::as_select())
+        .into_boxed();
+    if let Some(start) = range.0 {
+        query = query.filter(executions::business_date.ge(start));
+    }
+    if let Some(end) = range.1 {
+        query = query.filter(executions::business_date.le(end));
+    }
+    if let Some(before) = before {
+        query = query.filter(executions::business_date.lt(before));
+    }
+    let rows = query.load(conn).await.map_err(DbError::from)?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
+    let mut jobs = job_runs::table
+        .filter(job_runs::execution_id.eq_any(&ids))
+        .order((job_runs::execution_id, job_runs::position))
+        .select(JobRunRow::as_select())
+        .load(conn)
+        .await
+        .map_err(DbError::from)?;
+    rows.into_iter()
+        .map(|row| {
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut jobs)
+                .into_iter()
+                .partition(|j| j.execution_id == row.execution_id);
+            jobs = rest;
+            LoadedExecution::assemble(row, mine)
+        })
+        .collect()
+}
+
+/// Whether any execution of the configuration has work in flight.
+pub async fn config_has_running(
+    conn: &mut AsyncPgConnection,
+    config_id: Uuid,
+) -> Result<bool, DbError> {
+    let n: i64 = executions::table
+        .inner_join(job_runs::table)
+        .filter(executions::config_id.eq(config_id))
+        .filter(job_runs::phase.eq_any(["PLANNING", "RUNNING", "PAUSED_BY_WINDOW"]))
+        .count()
+        .get_result(conn)
+        .await?;
+    let cancelling: i64 = executions::table
+        .filter(executions::config_id.eq(config_id))
+        .filter(executions::phase.eq("CANCELLING"))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n + cancelling > 0)
+}
+
+/// The job run ids of every execution of a configuration.
+pub async fn job_run_ids_of_config(
+    conn: &mut AsyncPgConnection,
+    config_id: Uuid,
+) -> Result<Vec<i64>, DbError> {
+    Ok(job_runs::table
+        .inner_join(executions::table)
+        .filter(executions::config_id.eq(config_id))
+        .select(job_runs::job_run_id)
+        .load(conn)
+        .await?)
+}
+
+/// The executions a watcher's snapshot shows: those in scope that are
+/// unfinished or whose business date is on or after `since`.
+pub async fn snapshot(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Option<Uuid>,
+    business_date: Option<NaiveDate>,
+    since: NaiveDate,
+) -> Result<Vec<LoadedExecution>, Error> {
+    let mut query = executions::table
+        .filter(executions::client_id.eq(client_id))
+        .filter(
+            executions::status
+                .eq("PENDING")
+                .or(executions::business_date.ge(since)),
+        )
+        .order((executions::business_date.desc(), executions::config_id))
+        .limit(1000)
+        .select(ExecutionRow::as_select())
+        .into_boxed();
+    if let Some(config_id) = config_id {
+        query = query.filter(executions::config_id.eq(config_id));
+    }
+    if let Some(date) = business_date {
+        query = query.filter(executions::business_date.eq(date));
+    }
+    let rows = query.load(conn).await.map_err(DbError::from)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(with_jobs(conn, row, false).await?);
+    }
+    Ok(out)
+}
+
+/// The job run at `position` of the execution of (client, config, date), in
+/// one query: what the statistics RPCs need.
+pub async fn job_run_at(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    config_id: Uuid,
+    business_date: NaiveDate,
+    position: u32,
+) -> Result<Option<JobRunRow>, DbError> {
+    Ok(job_runs::table
+        .inner_join(executions::table)
+        .filter(executions::client_id.eq(client_id))
+        .filter(executions::config_id.eq(config_id))
+        .filter(executions::business_date.eq(business_date))
+        .filter(job_runs::position.eq(position as i32))
+        .select(JobRunRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// A job run's position, job type and event target (its execution's client,
+/// configuration and date); `None` when the run no longer exists.
+pub async fn job_run_facts(
+    conn: &mut AsyncPgConnection,
+    job_run_id: i64,
+) -> Result<Option<(u32, String, crate::scheduling::store::events::EventTarget)>, DbError> {
+    let row: Option<(Uuid, i32, String, String, Uuid, NaiveDate)> = job_runs::table
+        .inner_join(executions::table)
+        .filter(job_runs::job_run_id.eq(job_run_id))
+        .select((
+            job_runs::execution_id,
+            job_runs::position,
+            job_runs::job_type,
+            executions::client_id,
+            executions::config_id,
+            executions::business_date,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(
+        |(execution_id, position, job_type, client_id, config_id, business_date)| {
+            (
+                position as u32,
+                job_type,
+                crate::scheduling::store::events::EventTarget {
+                    client_id,
+                    execution_id,
+                    config_id,
+                    business_date,
+                },
+            )
+        },
+    ))
+}

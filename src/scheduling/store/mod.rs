@@ -1,0 +1,11 @@
+//! The scheduling wing's SQL: configurations, executions, work items and
+//! batches, status events. Every query goes through diesel-async; functions
+//! take a connection so callers choose the transaction.
+
+pub mod configs;
+pub mod events;
+pub mod executions;
+pub mod schema;
+pub mod work;
+
+pub use crate::db::{Conn, Db, DbError};
