@@ -26,6 +26,10 @@ pub enum DbError {
     /// No connection could be had from the pool.
     #[error("database unavailable: {0}")]
     Pool(String),
+    /// A stored value does not parse (a state name, a time zone, a rule):
+    /// the row was written by something other than this service.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
     /// Applying the embedded migrations failed.
     #[error("migrations failed: {0}")]
     Migration(String),

@@ -19,6 +19,7 @@ use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
+use crate::scheduling::usecases::UseCases;
 use crate::scheduling::watch::EventHub;
 use crate::settings::ServeSettings;
 
@@ -93,7 +94,7 @@ pub async fn start_with_clock(
         .ok_or(ServerError::NoDatabase)?;
     let db = Db::new(url, settings.db_pool_size)?;
     db.migrate().await?;
-    let engine = Engine::with_clock(db, registry, settings.engine(), clock);
+    let engine = Engine::new(db, registry, settings.engine(), clock);
 
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -118,6 +119,7 @@ pub async fn start_with_clock(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let hub = EventHub::start(url.to_string(), engine.db().clone(), shutdown.clone());
+    let usecases = UseCases::new(engine.clone(), hub, shutdown.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
     workers.push(tokio::spawn(prune_events(
         engine.clone(),
@@ -137,13 +139,9 @@ pub async fn start_with_clock(
             engine.registry().clone(),
         )))
         .add_service(JobScheduleConfigServiceServer::new(ConfigApi::new(
-            engine.clone(),
+            usecases.clone(),
         )))
-        .add_service(ExecutionServiceServer::new(ExecutionApi::new(
-            engine.clone(),
-            hub,
-            shutdown.clone(),
-        )));
+        .add_service(ExecutionServiceServer::new(ExecutionApi::new(usecases)));
 
     let token = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -18,6 +18,10 @@
 pub mod api;
 pub mod domain;
 pub mod engine;
+mod error;
 pub mod job;
 pub mod store;
+pub mod usecases;
 pub mod watch;
+
+pub use error::Error;

@@ -149,10 +149,10 @@ pub async fn fresh_database() -> String {
         {
             Ok(()) => break,
             // Another session copying the template at the same instant.
-            Err(e) if tries < 50 => {
+            Err(e) if tries < 600 => {
                 tries += 1;
                 let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50 + (tries % 7) * 10)).await;
             }
             Err(e) => panic!("create test database: {e}"),
         }

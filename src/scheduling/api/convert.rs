@@ -5,6 +5,11 @@ use prost_types::Timestamp;
 
 use crate::proto::v1 as pb;
 use crate::scheduling::domain::config::{ConfigInput, Frequency, JobScheduleConfig, JobSpec};
+use crate::scheduling::domain::drill_down::{ErrorCodeCount, ErroredWorkItem};
+use crate::scheduling::domain::event::ActionRecord;
+use crate::scheduling::domain::execution::{
+    ActionKind, Counts, Execution, ExecutionPhase, JobPhase, JobState, Status,
+};
 use crate::scheduling::domain::time_of_day;
 
 /// A protobuf timestamp of `t`.
@@ -98,10 +103,6 @@ pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
     }
 }
 
-use crate::scheduling::domain::event::ActionRecord;
-use crate::scheduling::domain::execution::{Counts, ExecutionPhase, JobPhase, Status};
-use crate::scheduling::store::executions::LoadedExecution;
-
 /// The proto status of a domain status.
 pub fn status(s: Status) -> pb::Status {
     match s {
@@ -148,49 +149,48 @@ pub fn counts(c: Counts) -> pb::JobCounts {
 }
 
 /// The proto message of an execution with its jobs.
-pub fn execution(e: &LoadedExecution) -> pb::Execution {
+pub fn execution(e: &Execution) -> pb::Execution {
     pb::Execution {
-        execution_id: e.row.execution_id.to_string(),
-        client_id: e.row.client_id.clone(),
-        config_id: e.row.config_id.to_string(),
-        config_name: e.row.config_name.clone(),
-        business_date: e.row.business_date.to_string(),
+        execution_id: e.execution_id.to_string(),
+        client_id: e.key.client_id.clone(),
+        config_id: e.key.config_id.to_string(),
+        config_name: e.config_name.clone(),
+        business_date: e.key.business_date.to_string(),
         status: status(e.state.status) as i32,
         phase: execution_phase(e.state.phase) as i32,
         jobs: e
             .state
             .jobs
             .iter()
-            .zip(e.jobs.iter())
-            .map(|(job, row)| pb::JobRun {
+            .zip(e.job_runs.iter())
+            .map(|(job, run)| pb::JobRun {
                 position: job.position,
                 job_type: job.job_type.clone(),
                 manual: job.manual,
                 status: status(job.status) as i32,
                 phase: job_phase(job.phase) as i32,
                 counts: Some(counts(job.counts)),
-                start_time: row.start_time.map(timestamp),
-                end_time: row.end_time.map(timestamp),
+                start_time: run.start_time.map(timestamp),
+                end_time: run.end_time.map(timestamp),
             })
             .collect(),
-        create_time: Some(timestamp(e.row.create_time)),
-        start_time: e.row.start_time.map(timestamp),
-        end_time: e.row.end_time.map(timestamp),
-        automatic: e.row.automatic,
+        create_time: Some(timestamp(e.create_time)),
+        start_time: e.start_time.map(timestamp),
+        end_time: e.end_time.map(timestamp),
+        automatic: e.automatic,
     }
 }
 
-/// The proto action kind of a stored kind name.
-pub fn action_kind(kind: &str) -> pb::ActionKind {
+/// The proto action kind of an action.
+pub fn action_kind(kind: ActionKind) -> pb::ActionKind {
     match kind {
-        "CREATE" => pb::ActionKind::ActionCreate,
-        "RECREATE" => pb::ActionKind::ActionRecreate,
-        "PROCESS" => pb::ActionKind::ActionProcess,
-        "REPROCESS" => pb::ActionKind::ActionReprocess,
-        "RESET" => pb::ActionKind::ActionReset,
-        "TRIGGER_JOB" => pb::ActionKind::ActionTriggerJob,
-        "RETRY_JOB" => pb::ActionKind::ActionRetryJob,
-        _ => pb::ActionKind::Unspecified,
+        ActionKind::Create => pb::ActionKind::ActionCreate,
+        ActionKind::Recreate => pb::ActionKind::ActionRecreate,
+        ActionKind::Process => pb::ActionKind::ActionProcess,
+        ActionKind::Reprocess => pb::ActionKind::ActionReprocess,
+        ActionKind::Reset => pb::ActionKind::ActionReset,
+        ActionKind::TriggerJob => pb::ActionKind::ActionTriggerJob,
+        ActionKind::RetryJob => pb::ActionKind::ActionRetryJob,
     }
 }
 
@@ -198,11 +198,54 @@ pub fn action_kind(kind: &str) -> pb::ActionKind {
 pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
     pb::ExecutionAction {
         action_id: a.action_id,
-        kind: action_kind(&a.kind) as i32,
+        kind: action_kind(a.kind) as i32,
         actor: a.actor.clone(),
         reason: a.reason.clone(),
         job_position: a.job_position,
         outcome: a.outcome.clone(),
         time: Some(timestamp(a.time)),
+    }
+}
+
+/// The first drill-down level of a job.
+pub fn job_stats(job: &JobState) -> pb::JobStats {
+    pb::JobStats {
+        position: job.position,
+        job_type: job.job_type.clone(),
+        status: status(job.status) as i32,
+        counts: Some(counts(job.counts)),
+    }
+}
+
+/// The second drill-down level: one error code and its count.
+pub fn error_code_count(c: &ErrorCodeCount) -> pb::ErrorCodeCount {
+    pb::ErrorCodeCount {
+        error_code: c.error_code.clone(),
+        count: c.count,
+    }
+}
+
+/// The third drill-down level: one errored work item with its history.
+pub fn errored_work_item(item: ErroredWorkItem) -> pb::ErroredWorkItem {
+    pb::ErroredWorkItem {
+        work_item_id: item.work_item_id,
+        account_id: item.account_id,
+        batch_id: item.batch_id,
+        error_code: item.error_code,
+        reason: item.reason,
+        status: pb::WorkItemStatus::Error as i32,
+        payload_json: item.payload_json,
+        attempts: item.attempts,
+        history: item
+            .history
+            .into_iter()
+            .map(|h| pb::WorkItemAttempt {
+                attempt: h.attempt,
+                batch_id: h.batch_id,
+                error_code: h.error_code,
+                reason: h.reason,
+                time: Some(timestamp(h.time)),
+            })
+            .collect(),
     }
 }

@@ -1,6 +1,6 @@
-//! gRPC service implementations. Each one decodes and validates its request,
-//! calls the domain, the store or the engine, and encodes the answer; errors
-//! go through [`status`].
+//! The gRPC front end. Each handler decodes and validates its request, calls
+//! one use case ([`crate::scheduling::usecases`]), and encodes the answer;
+//! errors become statuses in one place, [`status`].
 
 pub mod catalogue;
 pub mod configs;
@@ -8,11 +8,12 @@ pub mod convert;
 pub mod executions;
 pub mod page_token;
 pub mod status;
+pub mod watch_event;
 
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use crate::scheduling::domain::Error;
+use crate::scheduling::Error;
 
 /// Longest accepted client identifier.
 pub const MAX_CLIENT_ID_LEN: usize = 100;

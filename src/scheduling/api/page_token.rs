@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::scheduling::domain::Error;
+use crate::scheduling::Error;
 
 #[derive(Serialize, Deserialize)]
 struct Token<K> {
@@ -85,9 +85,19 @@ mod tests {
             decode("page_token", &token, &["list", "client-a"]).unwrap();
         assert_eq!(key, Some(("name".to_string(), 7)));
         let other = decode::<(String, i32)>("page_token", &token, &["list", "client-b"]);
-        assert!(matches!(other, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            other,
+            Err(Error::Domain(
+                crate::scheduling::domain::Error::InvalidArgument(_)
+            ))
+        ));
         let garbage = decode::<(String, i32)>("page_token", "!!!", &["list", "client-a"]);
-        assert!(matches!(garbage, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            garbage,
+            Err(Error::Domain(
+                crate::scheduling::domain::Error::InvalidArgument(_)
+            ))
+        ));
         assert_eq!(decode::<i32>("page_token", "", &["x"]).unwrap(), None);
     }
 

@@ -4,14 +4,25 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::scheduling::domain::Error;
-use crate::scheduling::store::DbError;
+use crate::db::DbError;
+use crate::scheduling::domain;
+use crate::scheduling::Error;
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "allegro-scheduler.aria.com";
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        match error {
+            Error::Domain(e) => e.into(),
+            Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<domain::Error> for Status {
+    fn from(error: domain::Error) -> Self {
+        use domain::Error;
         let message = error.to_string();
         match error {
             Error::InvalidArgument(violations) => {
@@ -45,17 +56,24 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
             ),
-            Error::Store(DbError::Pool(_)) => {
-                tracing::warn!(%message, "database unavailable");
-                Status::unavailable("database unavailable; retry later")
-            }
-            Error::Store(e) => {
-                tracing::error!(error = %e, "store failure");
-                Status::internal("internal database error")
-            }
             Error::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<DbError> for Status {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Pool(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("database unavailable; retry later")
+            }
+            e => {
+                tracing::error!(error = %e, "store failure");
+                Status::internal("internal database error")
             }
         }
     }

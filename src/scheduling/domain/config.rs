@@ -211,6 +211,29 @@ impl JobScheduleConfig {
     pub fn etag(&self) -> String {
         self.version.to_string()
     }
+
+    /// The configuration as raw input again: the base an update with a
+    /// field mask changes field by field before validating the whole.
+    pub fn to_input(&self) -> ConfigInput {
+        let d = &self.draft;
+        let time = |t: Option<NaiveTime>| t.map(time_of_day::format).unwrap_or_default();
+        ConfigInput {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            frequency: Some(d.frequency),
+            scheduled_time: time(d.scheduled_time),
+            exception_start_time: time(d.exception_window.map(|w| w.start)),
+            exception_end_time: time(d.exception_window.map(|w| w.end)),
+            time_zone: d.time_zone.name().to_string(),
+            recurrence_rule: d
+                .recurrence_rule
+                .as_ref()
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+            jobs: d.jobs.clone(),
+            automatic_runs_paused: d.automatic_runs_paused,
+        }
+    }
 }
 
 /// Parses an IANA time zone name; empty means UTC.

@@ -1,7 +1,5 @@
-//! The error every layer above the store speaks. [`crate::scheduling::api::status`] maps
-//! it to a `tonic::Status` in one place.
-
-use crate::scheduling::store::DbError;
+//! Why a rule of the product refuses a request or a transition. Pure: no
+//! I/O error lives here; [`crate::scheduling::Error`] adds the store's.
 
 /// One bad field of a request: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +60,6 @@ pub enum Error {
         /// Human-readable explanation.
         message: String,
     },
-    /// The database failed or is unreachable.
-    #[error(transparent)]
-    Store(#[from] DbError),
     /// A bug or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),
@@ -76,12 +71,6 @@ fn describe(violations: &[FieldViolation]) -> String {
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-impl From<diesel::result::Error> for Error {
-    fn from(e: diesel::result::Error) -> Self {
-        Error::Store(DbError::Query(e))
-    }
 }
 
 impl Error {

@@ -3,15 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::execution::{Counts, ExecutionState};
+use super::execution::{ActionKind, Counts, ExecutionPhase, ExecutionState, JobPhase, Status};
 
 /// A recorded action, as events and the action history show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRecord {
     /// Identifier of the record.
     pub action_id: i64,
-    /// ACTION kind name, e.g. `PROCESS`.
-    pub kind: String,
+    /// What was done.
+    pub kind: ActionKind,
     /// Who acted.
     pub actor: String,
     /// Why, as given.
@@ -30,19 +30,19 @@ pub struct ActionRecord {
 pub enum EventBody {
     /// The execution's status or phase changed.
     ExecutionChanged {
-        /// New status name.
-        status: String,
-        /// New phase name.
-        phase: String,
+        /// New status.
+        status: Status,
+        /// New phase.
+        phase: ExecutionPhase,
     },
     /// A job's status or phase changed.
     JobChanged {
         /// Job position.
         position: u32,
-        /// New status name.
-        status: String,
-        /// New phase name.
-        phase: String,
+        /// New status.
+        status: Status,
+        /// New phase.
+        phase: JobPhase,
         /// Counts at the time.
         counts: EventCounts,
     },
@@ -97,8 +97,8 @@ pub fn changes(before: &ExecutionState, after: &ExecutionState) -> Vec<EventBody
         if b.status != a.status || b.phase != a.phase {
             events.push(EventBody::JobChanged {
                 position: a.position,
-                status: a.status.as_str().to_string(),
-                phase: a.phase.as_str().to_string(),
+                status: a.status,
+                phase: a.phase,
                 counts: a.counts.into(),
             });
         } else if b.counts != a.counts {
@@ -110,8 +110,8 @@ pub fn changes(before: &ExecutionState, after: &ExecutionState) -> Vec<EventBody
     }
     if before.status != after.status || before.phase != after.phase {
         events.push(EventBody::ExecutionChanged {
-            status: after.status.as_str().to_string(),
-            phase: after.phase.as_str().to_string(),
+            status: after.status,
+            phase: after.phase,
         });
     }
     events

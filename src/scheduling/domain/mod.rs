@@ -2,6 +2,7 @@
 
 pub mod calendar;
 pub mod config;
+pub mod drill_down;
 pub mod error;
 pub mod event;
 pub mod execution;

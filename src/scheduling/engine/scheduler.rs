@@ -20,14 +20,14 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::actions::Actor;
-use super::{save_transition, Engine};
+use super::transition::{self, Actor};
+use super::Engine;
 use crate::scheduling::domain::calendar;
 use crate::scheduling::domain::config::JobScheduleConfig;
-use crate::scheduling::domain::execution::ExecutionPhase;
-use crate::scheduling::domain::Error;
+use crate::scheduling::domain::execution::{self, ActionKind};
 use crate::scheduling::store::configs;
 use crate::scheduling::store::executions;
+use crate::scheduling::Error;
 
 /// The actor recorded for automatic actions.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
@@ -153,9 +153,8 @@ impl Engine {
         missed: bool,
     ) -> Result<bool, Error> {
         use diesel_async::AsyncConnection;
-        let jobs = super::actions::snapshot(config, &[])?;
+        let jobs = execution::snapshot(&config.draft.jobs, &[])?;
         let actor = Actor {
-            client_id: config.client_id.clone(),
             actor: SCHEDULER_ACTOR.to_string(),
             reason: String::new(),
         };
@@ -176,12 +175,12 @@ impl Engine {
                 };
                 let loaded = executions::load_by_id(conn, id, true)
                     .await?
-                    .ok_or_else(|| Error::Internal("execution vanished".into()))?;
+                    .ok_or_else(|| Error::internal("execution vanished"))?;
                 let mut after = loaded.state.clone();
                 let (kind, outcome) = if missed {
-                    after.phase = ExecutionPhase::Missed;
+                    after.mark_missed();
                     (
-                        "CREATE",
+                        ActionKind::Create,
                         format!(
                             "missed: due at {due}, beyond the catch-up window; process it by hand \
                              if wanted"
@@ -189,10 +188,13 @@ impl Engine {
                     )
                 } else {
                     after.start();
-                    ("PROCESS", format!("automatic start (due at {due})"))
+                    (
+                        ActionKind::Process,
+                        format!("automatic start (due at {due})"),
+                    )
                 };
-                save_transition(conn, &loaded, &after, Vec::new()).await?;
-                super::actions::record(conn, &loaded, &actor, kind, 0, outcome).await?;
+                transition::save(conn, &loaded, &after).await?;
+                transition::record(conn, &loaded, &actor, kind, 0, outcome).await?;
                 Ok(true)
             })
             .await?;
@@ -215,7 +217,7 @@ impl Engine {
             if !after.hold_for_window(held) {
                 return Ok(None);
             }
-            save_transition(conn, &loaded, &after, Vec::new()).await?;
+            transition::save(conn, &loaded, &after).await?;
             Ok(Some(held))
         })
         .await

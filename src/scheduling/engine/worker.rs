@@ -8,14 +8,15 @@ use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{save_transition, Engine, JobRunFacts};
+use super::transition;
+use super::{Engine, JobRunIdentity};
 use crate::scheduling::domain::event::EventBody;
 use crate::scheduling::domain::execution::Counts;
-use crate::scheduling::domain::Error;
 use crate::scheduling::job::{ItemOutcome, JobContext, JobError, PlannedItem};
 use crate::scheduling::store::events;
 use crate::scheduling::store::executions;
 use crate::scheduling::store::work::{self, BatchErrors, ClaimedBatch, PlanClaim};
+use crate::scheduling::Error;
 
 /// A whole-batch failure is retried this many times before its items are
 /// errored with the failure's code.
@@ -49,7 +50,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken, index: usiz
 }
 
 /// Plans one job or processes one batch; whether there was work.
-pub(super) async fn work_once(engine: &Engine) -> Result<bool, Error> {
+async fn work_once(engine: &Engine) -> Result<bool, Error> {
     let lease = engine.settings().lease.as_secs_f64();
     let mut conn = engine.db().conn().await?;
     if let Some(claim) = work::claim_plan(&mut conn, engine.worker_id(), lease).await? {
@@ -99,8 +100,8 @@ impl From<Error> for PlanAbort {
     }
 }
 
-impl From<crate::scheduling::store::DbError> for PlanAbort {
-    fn from(e: crate::scheduling::store::DbError) -> Self {
+impl From<crate::db::DbError> for PlanAbort {
+    fn from(e: crate::db::DbError) -> Self {
         PlanAbort::Failed(e.into())
     }
 }
@@ -136,7 +137,7 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
                 .map_err(|e| match e {
                     work::CopyError::Source(job) => PlanAbort::Job(job),
                     work::CopyError::Db(db) => {
-                        PlanAbort::Failed(Error::Internal(format!("copying planned items: {db}")))
+                        PlanAbort::Failed(Error::internal(format!("copying planned items: {db}")))
                     }
                 })
         }
@@ -157,8 +158,10 @@ async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
                     return Err(PlanAbort::Lost);
                 }
                 let mut after = loaded.state.clone();
-                after.planned(claim.position as u32, total as i64)?;
-                save_transition(conn, &loaded, &after, Vec::new()).await?;
+                after
+                    .planned(claim.position as u32, total as i64)
+                    .map_err(Error::from)?;
+                transition::save(conn, &loaded, &after).await?;
                 Ok(total)
             })
             .await
@@ -238,17 +241,8 @@ async fn record_plan_failure(
         work::record_plan_failure(conn, claim.job_run_id, round, item, &error.code, &reason)
             .await?;
         let mut after = loaded.state.clone();
-        let position = claim.position as u32;
-        after.planned(position, 1)?;
-        if let Some(job) = after.jobs.iter_mut().find(|j| j.position == position) {
-            job.counts = Counts {
-                total: 1,
-                processed: 0,
-                errored: 1,
-            };
-        }
-        after.advance();
-        save_transition(conn, &loaded, &after, Vec::new()).await?;
+        after.plan_failed(claim.position as u32)?;
+        transition::save(conn, &loaded, &after).await?;
         Ok(())
     })
     .await
@@ -256,17 +250,17 @@ async fn record_plan_failure(
 
 /// What a worker needs to know about a batch's job run (cached); `None` when
 /// the run is gone (its execution was deleted under us).
-async fn facts(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunFacts>, Error> {
-    if let Some(f) = engine.facts(job_run_id) {
+async fn identity(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunIdentity>, Error> {
+    if let Some(f) = engine.identity(job_run_id) {
         return Ok(Some(f));
     }
     let mut conn = engine.db().conn().await?;
     let Some((position, job_type, target)) =
-        executions::job_run_facts(&mut conn, job_run_id).await?
+        executions::job_run_identity(&mut conn, job_run_id).await?
     else {
         return Ok(None);
     };
-    let f = JobRunFacts {
+    let f = JobRunIdentity {
         position,
         job_type,
         target,
@@ -276,7 +270,7 @@ async fn facts(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunFacts>, 
 }
 
 async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
-    let Some(facts) = facts(engine, batch.job_run_id).await? else {
+    let Some(run) = identity(engine, batch.job_run_id).await? else {
         return Ok(());
     };
     let items = {
@@ -284,14 +278,14 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
         work::load_items(&mut conn, &batch).await?
     };
     let ctx = JobContext {
-        client_id: facts.target.client_id.clone(),
-        business_date: facts.target.business_date,
+        client_id: run.target.client_id.clone(),
+        business_date: run.target.business_date,
         db: engine.db().clone(),
     };
-    let outcome = match engine.registry().get(&facts.job_type) {
+    let outcome = match engine.registry().get(&run.job_type) {
         None => Err(JobError::new(
             "JOB_TYPE_NOT_REGISTERED",
-            format!("this service cannot run job type {}", facts.job_type),
+            format!("this service cannot run job type {}", run.job_type),
         )),
         Some(job) => match AssertUnwindSafe(job.process(&ctx, &items))
             .catch_unwind()
@@ -333,8 +327,8 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
         }
     }
     let owner = engine.worker_id();
-    let target = facts.target.clone();
-    let position = facts.position;
+    let target = run.target.clone();
+    let position = run.position;
     let mut conn = engine.db().conn().await?;
     let settled = conn
         .transaction::<_, Error, _>(async move |conn| {
@@ -385,7 +379,7 @@ pub(super) async fn advance(engine: &Engine, execution_id: Uuid) -> Result<(), E
             if after == loaded.state {
                 return Ok(false);
             }
-            save_transition(conn, &loaded, &after, Vec::new()).await?;
+            transition::save(conn, &loaded, &after).await?;
             tracing::info!(
                 execution = %execution_id,
                 status = after.status.as_str(),

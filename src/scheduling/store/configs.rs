@@ -11,7 +11,6 @@ use crate::scheduling::domain::config::{
     parse_time_zone, ConfigDraft, ExceptionWindow, Frequency, JobScheduleConfig, JobSpec,
     RecurrenceRule,
 };
-use crate::scheduling::domain::Error;
 
 /// Unique constraint on (client, name).
 pub const UNIQUE_NAME: &str = "job_schedule_configs_client_name_key";
@@ -73,13 +72,12 @@ impl<'a> DraftColumns<'a> {
 }
 
 impl TryFrom<ConfigRow> for JobScheduleConfig {
-    type Error = Error;
+    type Error = DbError;
 
-    fn try_from(row: ConfigRow) -> Result<Self, Error> {
+    fn try_from(row: ConfigRow) -> Result<Self, DbError> {
         let id = row.config_id;
-        let corrupt = |what: &str, e: String| {
-            Error::Internal(format!("stored config {id} has a bad {what}: {e}"))
-        };
+        let corrupt =
+            |what: &str, e: String| DbError::Corrupt(format!("config {id} has a bad {what}: {e}"));
         let frequency = Frequency::parse(&row.frequency)
             .ok_or_else(|| corrupt("frequency", row.frequency.clone()))?;
         let time_zone = parse_time_zone(&row.time_zone).map_err(|e| corrupt("time zone", e))?;
@@ -153,20 +151,16 @@ pub async fn find(
         .optional()?)
 }
 
-/// The configuration `config_id` of `client_id`, NOT_FOUND when it does not
-/// exist.
+/// The configuration `config_id` of `client_id`, parsed, if it exists.
 pub async fn load(
     conn: &mut AsyncPgConnection,
     client_id: &str,
     config_id: Uuid,
-) -> Result<JobScheduleConfig, Error> {
+) -> Result<Option<JobScheduleConfig>, DbError> {
     find(conn, client_id, config_id)
         .await?
-        .ok_or_else(|| Error::NotFound {
-            resource: "job schedule config",
-            id: config_id.to_string(),
-        })?
-        .try_into()
+        .map(JobScheduleConfig::try_from)
+        .transpose()
 }
 
 /// Up to `limit` configurations of `client_id` ordered by (name, id), after

@@ -9,9 +9,17 @@ use super::schema::{execution_actions, executions, job_runs};
 use super::DbError;
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::{
-    Counts, ExecutionPhase, ExecutionState, JobPhase, JobState, Status,
+    ActionKind, Counts, Execution, ExecutionKey, ExecutionPhase, ExecutionState, JobPhase, JobRun,
+    JobState, Status,
 };
-use crate::scheduling::domain::Error;
+
+/// Job phases in which work may be in flight (the partial index
+/// `job_runs_active_idx` covers the same set).
+const ACTIVE_JOB_PHASES: [JobPhase; 3] = [
+    JobPhase::Planning,
+    JobPhase::Running,
+    JobPhase::PausedByWindow,
+];
 
 /// Unique constraint: one execution per (configuration, business date).
 pub const UNIQUE_DATE: &str = "executions_config_date_key";
@@ -19,7 +27,7 @@ pub const UNIQUE_DATE: &str = "executions_config_date_key";
 /// A row of `executions`.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = executions, check_for_backend(diesel::pg::Pg))]
-pub struct ExecutionRow {
+struct ExecutionRow {
     /// Identifier.
     pub execution_id: Uuid,
     /// Owning client.
@@ -47,7 +55,7 @@ pub struct ExecutionRow {
 /// A row of `job_runs` (without lease bookkeeping).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = job_runs, check_for_backend(diesel::pg::Pg))]
-pub struct JobRunRow {
+struct JobRunRow {
     /// Identifier.
     pub job_run_id: i64,
     /// Its execution.
@@ -81,8 +89,20 @@ pub struct JobRunRow {
 }
 
 impl JobRunRow {
-    /// The domain view of this job.
-    pub fn state(&self) -> Result<JobState, Error> {
+    /// The bookkeeping of this job run.
+    fn job_run(&self) -> JobRun {
+        JobRun {
+            job_run_id: self.job_run_id,
+            position: self.position as u32,
+            round: self.round,
+            plan_failed: self.plan_failed,
+            start_time: self.start_time,
+            end_time: self.end_time,
+        }
+    }
+
+    /// The state-machine view of this job.
+    fn state(&self) -> Result<JobState, DbError> {
         Ok(JobState {
             position: self.position as u32,
             job_type: self.job_type.clone(),
@@ -99,39 +119,35 @@ impl JobRunRow {
     }
 }
 
-fn bad(what: &str, value: &str) -> Error {
-    Error::Internal(format!("stored {what} {value:?} is unknown"))
+fn bad(what: &str, value: &str) -> DbError {
+    DbError::Corrupt(format!("{what} {value:?} is unknown"))
 }
 
-/// An execution with its job runs, as loaded for reading or for a
-/// transition.
-#[derive(Debug, Clone)]
-pub struct LoadedExecution {
-    /// The execution row.
-    pub row: ExecutionRow,
-    /// Its job runs by position.
-    pub jobs: Vec<JobRunRow>,
-    /// The domain state.
-    pub state: ExecutionState,
-}
-
-impl LoadedExecution {
-    fn assemble(row: ExecutionRow, jobs: Vec<JobRunRow>) -> Result<Self, Error> {
-        let state = ExecutionState {
-            status: Status::parse(&row.status).ok_or_else(|| bad("status", &row.status))?,
-            phase: ExecutionPhase::parse(&row.phase).ok_or_else(|| bad("phase", &row.phase))?,
-            jobs: jobs
-                .iter()
-                .map(JobRunRow::state)
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(Self { row, jobs, state })
-    }
-
-    /// The job run at `position`.
-    pub fn job_run(&self, position: u32) -> Option<&JobRunRow> {
-        self.jobs.iter().find(|j| j.position as u32 == position)
-    }
+/// Builds the domain view of an execution row and its job run rows.
+fn assemble(row: ExecutionRow, jobs: Vec<JobRunRow>) -> Result<Execution, DbError> {
+    let state = ExecutionState {
+        status: Status::parse(&row.status).ok_or_else(|| bad("status", &row.status))?,
+        phase: ExecutionPhase::parse(&row.phase).ok_or_else(|| bad("phase", &row.phase))?,
+        jobs: jobs
+            .iter()
+            .map(JobRunRow::state)
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Execution {
+        execution_id: row.execution_id,
+        key: ExecutionKey {
+            client_id: row.client_id,
+            config_id: row.config_id,
+            business_date: row.business_date,
+        },
+        config_name: row.config_name,
+        automatic: row.automatic,
+        create_time: row.create_time,
+        start_time: row.start_time,
+        end_time: row.end_time,
+        state,
+        job_runs: jobs.iter().map(JobRunRow::job_run).collect(),
+    })
 }
 
 /// Inserts an execution and its snapshotted jobs. A duplicate date violates
@@ -200,20 +216,17 @@ pub async fn replace_jobs(
 /// runs `FOR UPDATE` when `lock`.
 pub async fn load(
     conn: &mut AsyncPgConnection,
-    client_id: &str,
-    config_id: Uuid,
-    business_date: NaiveDate,
+    key: &ExecutionKey,
     lock: bool,
-) -> Result<Option<LoadedExecution>, Error> {
+) -> Result<Option<Execution>, DbError> {
     let id: Option<Uuid> = executions::table
-        .filter(executions::client_id.eq(client_id))
-        .filter(executions::config_id.eq(config_id))
-        .filter(executions::business_date.eq(business_date))
+        .filter(executions::client_id.eq(&key.client_id))
+        .filter(executions::config_id.eq(key.config_id))
+        .filter(executions::business_date.eq(key.business_date))
         .select(executions::execution_id)
         .first(conn)
         .await
-        .optional()
-        .map_err(DbError::from)?;
+        .optional()?;
     match id {
         Some(id) => load_by_id(conn, id, lock).await,
         None => Ok(None),
@@ -225,7 +238,7 @@ pub async fn load_by_id(
     conn: &mut AsyncPgConnection,
     execution_id: Uuid,
     lock: bool,
-) -> Result<Option<LoadedExecution>, Error> {
+) -> Result<Option<Execution>, DbError> {
     let query = executions::table
         .filter(executions::execution_id.eq(execution_id))
         .select(ExecutionRow::as_select());
@@ -233,8 +246,7 @@ pub async fn load_by_id(
         query.for_update().first(conn).await.optional()
     } else {
         query.first(conn).await.optional()
-    }
-    .map_err(DbError::from)?;
+    }?;
     match row {
         Some(row) => Ok(Some(with_jobs(conn, row, lock).await?)),
         None => Ok(None),
@@ -245,7 +257,7 @@ async fn with_jobs(
     conn: &mut AsyncPgConnection,
     row: ExecutionRow,
     lock: bool,
-) -> Result<LoadedExecution, Error> {
+) -> Result<Execution, DbError> {
     let query = job_runs::table
         .filter(job_runs::execution_id.eq(row.execution_id))
         .order(job_runs::position)
@@ -254,20 +266,19 @@ async fn with_jobs(
         query.for_update().load(conn).await
     } else {
         query.load(conn).await
-    }
-    .map_err(DbError::from)?;
-    LoadedExecution::assemble(row, jobs)
+    }?;
+    assemble(row, jobs)
 }
 
 /// Writes the difference between `loaded.state` and `after`: the execution's
 /// status and phase (with start and end times) and every changed job run.
 pub async fn save(
     conn: &mut AsyncPgConnection,
-    loaded: &LoadedExecution,
+    loaded: &Execution,
     after: &ExecutionState,
 ) -> Result<(), DbError> {
     let before = &loaded.state;
-    let id = loaded.row.execution_id;
+    let id = loaded.execution_id;
     if before.status != after.status || before.phase != after.phase {
         let fresh = after.phase == ExecutionPhase::NotStarted;
         let finished = after.status != Status::Pending;
@@ -278,7 +289,7 @@ pub async fn save(
                 executions::start_time.eq(if fresh {
                     None
                 } else {
-                    Some(loaded.row.start_time.unwrap_or_else(Utc::now))
+                    Some(loaded.start_time.unwrap_or_else(Utc::now))
                 }),
                 executions::end_time.eq(if finished { Some(Utc::now()) } else { None }),
             ))
@@ -288,7 +299,7 @@ pub async fn save(
     for (b, (a, row)) in before
         .jobs
         .iter()
-        .zip(after.jobs.iter().zip(loaded.jobs.iter()))
+        .zip(after.jobs.iter().zip(loaded.job_runs.iter()))
     {
         if b == a {
             continue;
@@ -347,25 +358,27 @@ pub struct ActionRow {
     pub time: DateTime<Utc>,
 }
 
-impl From<ActionRow> for ActionRecord {
-    fn from(r: ActionRow) -> Self {
-        ActionRecord {
+impl TryFrom<ActionRow> for ActionRecord {
+    type Error = DbError;
+
+    fn try_from(r: ActionRow) -> Result<Self, DbError> {
+        Ok(ActionRecord {
             action_id: r.action_id,
-            kind: r.kind,
+            kind: ActionKind::parse(&r.kind).ok_or_else(|| bad("action kind", &r.kind))?,
             actor: r.actor,
             reason: r.reason,
             job_position: r.job_position as u32,
             outcome: r.outcome,
             time: r.time,
-        }
+        })
     }
 }
 
 /// What an action record says.
 #[derive(Debug, Clone)]
 pub struct NewAction<'a> {
-    /// Kind name, e.g. `PROCESS`.
-    pub kind: &'a str,
+    /// What was done.
+    pub kind: ActionKind,
     /// Who.
     pub actor: &'a str,
     /// Why.
@@ -385,7 +398,7 @@ pub async fn record_action(
     let row = diesel::insert_into(execution_actions::table)
         .values((
             execution_actions::execution_id.eq(execution_id),
-            execution_actions::kind.eq(action.kind),
+            execution_actions::kind.eq(action.kind.as_str()),
             execution_actions::actor.eq(action.actor),
             execution_actions::reason.eq(action.reason),
             execution_actions::job_position.eq(action.job_position as i32),
@@ -394,7 +407,7 @@ pub async fn record_action(
         .returning(ActionRow::as_returning())
         .get_result(conn)
         .await?;
-    Ok(row.into())
+    row.try_into()
 }
 
 /// Every action on an execution, oldest first.
@@ -408,7 +421,7 @@ pub async fn actions(
         .select(ActionRow::as_select())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(ActionRecord::try_from).collect()
 }
 
 /// Up to `limit` executions of a configuration in a date range, newest date
@@ -420,7 +433,7 @@ pub async fn list(
     range: (Option<NaiveDate>, Option<NaiveDate>),
     before: Option<NaiveDate>,
     limit: i64,
-) -> Result<Vec<LoadedExecution>, Error> {
+) -> Result<Vec<Execution>, DbError> {
     let mut query = executions::table
         .filter(executions::client_id.eq(client_id))
         .filter(executions::config_id.eq(config_id))
@@ -437,22 +450,21 @@ pub async fn list(
     if let Some(before) = before {
         query = query.filter(executions::business_date.lt(before));
     }
-    let rows = query.load(conn).await.map_err(DbError::from)?;
+    let rows = query.load(conn).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
     let mut jobs = job_runs::table
         .filter(job_runs::execution_id.eq_any(&ids))
         .order((job_runs::execution_id, job_runs::position))
         .select(JobRunRow::as_select())
         .load(conn)
-        .await
-        .map_err(DbError::from)?;
+        .await?;
     rows.into_iter()
         .map(|row| {
             let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut jobs)
                 .into_iter()
                 .partition(|j| j.execution_id == row.execution_id);
             jobs = rest;
-            LoadedExecution::assemble(row, mine)
+            assemble(row, mine)
         })
         .collect()
 }
@@ -465,13 +477,13 @@ pub async fn config_has_running(
     let n: i64 = executions::table
         .inner_join(job_runs::table)
         .filter(executions::config_id.eq(config_id))
-        .filter(job_runs::phase.eq_any(["PLANNING", "RUNNING", "PAUSED_BY_WINDOW"]))
+        .filter(job_runs::phase.eq_any(ACTIVE_JOB_PHASES.map(JobPhase::as_str)))
         .count()
         .get_result(conn)
         .await?;
     let cancelling: i64 = executions::table
         .filter(executions::config_id.eq(config_id))
-        .filter(executions::phase.eq("CANCELLING"))
+        .filter(executions::phase.eq(ExecutionPhase::Cancelling.as_str()))
         .count()
         .get_result(conn)
         .await?;
@@ -491,20 +503,20 @@ pub async fn job_run_ids_of_config(
         .await?)
 }
 
-/// The executions a watcher's snapshot shows: those in scope that are
+/// The executions a watcher's opening view shows: those in scope that are
 /// unfinished or whose business date is on or after `since`.
-pub async fn snapshot(
+pub async fn unfinished_or_recent(
     conn: &mut AsyncPgConnection,
     client_id: &str,
     config_id: Option<Uuid>,
     business_date: Option<NaiveDate>,
     since: NaiveDate,
-) -> Result<Vec<LoadedExecution>, Error> {
+) -> Result<Vec<Execution>, DbError> {
     let mut query = executions::table
         .filter(executions::client_id.eq(client_id))
         .filter(
             executions::status
-                .eq("PENDING")
+                .eq(Status::Pending.as_str())
                 .or(executions::business_date.ge(since)),
         )
         .order((executions::business_date.desc(), executions::config_id))
@@ -517,7 +529,7 @@ pub async fn snapshot(
     if let Some(date) = business_date {
         query = query.filter(executions::business_date.eq(date));
     }
-    let rows = query.load(conn).await.map_err(DbError::from)?;
+    let rows = query.load(conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(with_jobs(conn, row, false).await?);
@@ -529,26 +541,25 @@ pub async fn snapshot(
 /// one query: what the statistics RPCs need.
 pub async fn job_run_at(
     conn: &mut AsyncPgConnection,
-    client_id: &str,
-    config_id: Uuid,
-    business_date: NaiveDate,
+    key: &ExecutionKey,
     position: u32,
-) -> Result<Option<JobRunRow>, DbError> {
-    Ok(job_runs::table
+) -> Result<Option<(JobRun, JobState)>, DbError> {
+    let row: Option<JobRunRow> = job_runs::table
         .inner_join(executions::table)
-        .filter(executions::client_id.eq(client_id))
-        .filter(executions::config_id.eq(config_id))
-        .filter(executions::business_date.eq(business_date))
-        .filter(job_runs::position.eq(position as i32))
+        .filter(executions::client_id.eq(&key.client_id))
+        .filter(executions::config_id.eq(key.config_id))
+        .filter(executions::business_date.eq(key.business_date))
+        .filter(job_runs::position.eq(i32::try_from(position).unwrap_or(i32::MAX)))
         .select(JobRunRow::as_select())
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    row.map(|r| Ok((r.job_run(), r.state()?))).transpose()
 }
 
 /// A job run's position, job type and event target (its execution's client,
 /// configuration and date); `None` when the run no longer exists.
-pub async fn job_run_facts(
+pub async fn job_run_identity(
     conn: &mut AsyncPgConnection,
     job_run_id: i64,
 ) -> Result<Option<(u32, String, crate::scheduling::store::events::EventTarget)>, DbError> {

@@ -3,6 +3,7 @@
 //! take a connection so callers choose the transaction.
 
 pub mod configs;
+pub mod drill_down;
 pub mod events;
 pub mod executions;
 pub mod schema;

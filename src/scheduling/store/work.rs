@@ -1,7 +1,6 @@
 //! Work items, batches and item errors: the engine's hot path. Set-based
 //! statements only — never a round trip per item.
 
-use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -471,120 +470,6 @@ pub async fn executions_to_advance(conn: &mut AsyncPgConnection) -> Result<Vec<U
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.execution_id).collect())
-}
-
-/// Errored items of one code, as the third drill-down level lists them.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct ErroredItemRow {
-    /// Item seq (its id within the job).
-    #[diesel(sql_type = Integer)]
-    pub seq: i32,
-    /// Account.
-    #[diesel(sql_type = Text)]
-    pub account_id: String,
-    /// Batch of its latest attempt.
-    #[diesel(sql_type = BigInt)]
-    pub batch_id: i64,
-    /// Code.
-    #[diesel(sql_type = Text)]
-    pub error_code: String,
-    /// Reason.
-    #[diesel(sql_type = Text)]
-    pub reason: String,
-    /// JSON input as text.
-    #[diesel(sql_type = Text)]
-    pub payload: String,
-    /// Attempt number of the latest attempt.
-    #[diesel(sql_type = Integer)]
-    pub attempt: i32,
-}
-
-/// Up to `limit` items of a job currently in ERROR with `code`, after seq
-/// `after`.
-pub async fn errored_items(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    code: &str,
-    after: i32,
-    limit: i64,
-) -> Result<Vec<ErroredItemRow>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT e.seq, w.account_id, e.batch_id, e.error_code, e.reason, w.payload::text AS payload, \
-                e.attempt \
-         FROM work_item_errors e JOIN work_items w ON w.job_run_id = e.job_run_id AND w.seq = e.seq \
-         WHERE e.job_run_id = $1 AND e.error_code = $2 AND e.current AND e.seq > $3 \
-         ORDER BY e.seq LIMIT $4",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .bind::<Text, _>(code)
-    .bind::<Integer, _>(after)
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?)
-}
-
-/// An earlier, superseded errored attempt.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct AttemptRow {
-    /// Item seq.
-    #[diesel(sql_type = Integer)]
-    pub seq: i32,
-    /// Attempt number.
-    #[diesel(sql_type = Integer)]
-    pub attempt: i32,
-    /// Its batch.
-    #[diesel(sql_type = BigInt)]
-    pub batch_id: i64,
-    /// Its code.
-    #[diesel(sql_type = Text)]
-    pub error_code: String,
-    /// Its reason.
-    #[diesel(sql_type = Text)]
-    pub reason: String,
-    /// When it settled.
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    pub settle_time: DateTime<Utc>,
-}
-
-/// The superseded attempts of these items, oldest first.
-pub async fn history(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    seqs: &[i32],
-) -> Result<Vec<AttemptRow>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT seq, attempt, batch_id, error_code, reason, settle_time FROM work_item_errors \
-         WHERE job_run_id = $1 AND seq = ANY($2) AND NOT current ORDER BY seq, attempt",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .bind::<Array<Integer>, _>(seqs)
-    .load(conn)
-    .await?)
-}
-
-/// Errors by code of a job, most frequent first.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct ErrorCountRow {
-    /// Code.
-    #[diesel(sql_type = Text)]
-    pub error_code: String,
-    /// Items in ERROR with it.
-    #[diesel(sql_type = BigInt)]
-    pub count: i64,
-}
-
-/// The second drill-down level, from the counters.
-pub async fn error_counts(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-) -> Result<Vec<ErrorCountRow>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT error_code, count FROM job_run_error_counts \
-         WHERE job_run_id = $1 AND count > 0 ORDER BY count DESC, error_code",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .load(conn)
-    .await?)
 }
 
 /// Refreshes planner statistics after a large plan, so the claim query keeps

@@ -9,114 +9,16 @@
 //!   is ERROR. The execution is COMPLETED when every job is.
 //! - A manual job waits (PENDING, AWAITING_TRIGGER) until triggered.
 
-use super::error::Error;
+use crate::scheduling::domain::config::JobSpec;
+use crate::scheduling::domain::error::{Error, Violations};
 
-/// The product's three statuses, for executions and jobs alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Not started or not finished.
-    Pending,
-    /// Finished with every work item processed.
-    Completed,
-    /// Paused because work items errored.
-    Error,
-}
+mod names;
+mod record;
+#[cfg(test)]
+mod tests;
 
-/// What an execution is doing; finer than [`Status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutionPhase {
-    /// Created, not started.
-    NotStarted,
-    /// A job is planning or processing.
-    Running,
-    /// Waiting for a manual job's trigger.
-    AwaitingTrigger,
-    /// Held by the exception window.
-    PausedByWindow,
-    /// Stopped on an errored job.
-    StoppedOnError,
-    /// Every job completed.
-    Done,
-    /// A reset with cancel waits for the batch in flight.
-    Cancelling,
-    /// An automatic run that was due too long ago and was not started.
-    Missed,
-}
-
-/// What a job is doing; finer than [`Status`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobPhase {
-    /// Earlier jobs have not finished (or the execution has not started).
-    Waiting,
-    /// Reached, manual, waiting for its trigger.
-    AwaitingTrigger,
-    /// Its work items are being enumerated.
-    Planning,
-    /// Its batches are being processed.
-    Running,
-    /// Held by the exception window.
-    PausedByWindow,
-    /// Every work item settled.
-    Done,
-}
-
-macro_rules! names {
-    ($ty:ident { $($variant:ident = $name:literal),* $(,)? }) => {
-        impl $ty {
-            /// The name stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $name),* }
-            }
-            /// Parses a stored name.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($name => Some($ty::$variant),)* _ => None }
-            }
-        }
-    };
-}
-
-names!(Status { Pending = "PENDING", Completed = "COMPLETED", Error = "ERROR" });
-names!(ExecutionPhase {
-    NotStarted = "NOT_STARTED",
-    Running = "RUNNING",
-    AwaitingTrigger = "AWAITING_TRIGGER",
-    PausedByWindow = "PAUSED_BY_WINDOW",
-    StoppedOnError = "STOPPED_ON_ERROR",
-    Done = "DONE",
-    Cancelling = "CANCELLING",
-    Missed = "MISSED",
-});
-names!(JobPhase {
-    Waiting = "WAITING",
-    AwaitingTrigger = "AWAITING_TRIGGER",
-    Planning = "PLANNING",
-    Running = "RUNNING",
-    PausedByWindow = "PAUSED_BY_WINDOW",
-    Done = "DONE",
-});
-
-/// Work item counters of a job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Planned items.
-    pub total: i64,
-    /// Items processed successfully.
-    pub processed: i64,
-    /// Items in ERROR.
-    pub errored: i64,
-}
-
-impl Counts {
-    /// Items not settled yet.
-    pub fn pending(&self) -> i64 {
-        self.total - self.processed - self.errored
-    }
-
-    /// Whether every item is settled.
-    pub fn settled(&self) -> bool {
-        self.pending() == 0
-    }
-}
+pub use names::{ActionKind, Counts, ExecutionPhase, JobPhase, Status};
+pub use record::{Execution, ExecutionKey, JobRun};
 
 /// One job of an execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +201,38 @@ impl ExecutionState {
         Ok(())
     }
 
+    /// A job's plan failed as a whole: it becomes one errored work item, so
+    /// the drill-down shows the failure and Retry plans again.
+    pub fn plan_failed(&mut self, position: u32) -> Result<(), Error> {
+        let job = self.job_mut(position)?;
+        job.counts = Counts {
+            total: 1,
+            processed: 0,
+            errored: 1,
+        };
+        job.phase = JobPhase::Running;
+        self.advance();
+        Ok(())
+    }
+
+    /// An automatic run that was due too long ago is recorded, not started.
+    pub fn mark_missed(&mut self) {
+        if self.phase == ExecutionPhase::NotStarted {
+            self.phase = ExecutionPhase::Missed;
+        }
+    }
+
+    /// Per-execution manual designations (positions from 1), for an
+    /// execution that has not started yet.
+    pub fn designate_manual(&mut self, positions: &[u32]) {
+        if !self.is_fresh() {
+            return;
+        }
+        for job in &mut self.jobs {
+            job.manual |= positions.contains(&job.position);
+        }
+    }
+
     /// TriggerJob: releases a manual job. Refused for COMPLETED and ERROR
     /// jobs; a job already running is left alone (`false`).
     pub fn trigger(&mut self, position: u32) -> Result<Changed, Error> {
@@ -363,6 +297,17 @@ impl ExecutionState {
         Ok(())
     }
 
+    /// RetryJob of a job whose plan failed: the job plans again from
+    /// scratch (the caller discards its items).
+    pub fn retry_plan(&mut self, position: u32) -> Result<(), Error> {
+        self.retry(position)?;
+        let job = self.job_mut(position)?;
+        job.counts = Counts::default();
+        job.phase = JobPhase::Planning;
+        self.advance();
+        Ok(())
+    }
+
     /// The first job that has errored work items (Reprocess's target).
     pub fn first_errored_job(&self) -> Option<u32> {
         self.jobs
@@ -420,164 +365,29 @@ impl ExecutionState {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn execution(manual: &[bool]) -> ExecutionState {
-        ExecutionState::new(
-            manual
-                .iter()
-                .enumerate()
-                .map(|(i, m)| JobState::new(i as u32 + 1, format!("JOB{}", i + 1), *m))
-                .collect(),
-        )
+/// The job list of a configuration as an execution snapshots it, with
+/// per-execution manual designations (positions from 1, each checked).
+pub fn snapshot(jobs: &[JobSpec], manual_positions: &[u32]) -> Result<Vec<JobState>, Error> {
+    let count = jobs.len() as u32;
+    let mut violations = Violations::default();
+    for (i, p) in manual_positions.iter().enumerate() {
+        if *p == 0 || *p > count {
+            violations.add(
+                format!("manual_job_positions[{i}]"),
+                format!("no job at position {p}; the configuration has jobs 1 to {count}"),
+            );
+        }
     }
-
-    fn phases(e: &ExecutionState) -> Vec<JobPhase> {
-        e.jobs.iter().map(|j| j.phase).collect()
-    }
-
-    fn settle(e: &mut ExecutionState, position: u32, processed: i64, errored: i64) {
-        let job = &mut e.jobs[position as usize - 1];
-        job.counts.processed += processed;
-        job.counts.errored += errored;
-        e.advance();
-    }
-
-    #[test]
-    fn jobs_run_in_order_to_completion() {
-        let mut e = execution(&[false, false]);
-        assert!(e.start());
-        assert!(!e.start(), "starting twice changes nothing");
-        assert_eq!(phases(&e), [JobPhase::Planning, JobPhase::Waiting]);
-        e.planned(1, 3).unwrap();
-        assert_eq!(e.phase, ExecutionPhase::Running);
-        settle(&mut e, 1, 3, 0);
-        assert_eq!(e.jobs[0].status, Status::Completed);
-        assert_eq!(phases(&e), [JobPhase::Done, JobPhase::Planning]);
-        e.planned(2, 2).unwrap();
-        settle(&mut e, 2, 2, 0);
-        assert_eq!(
-            (e.status, e.phase),
-            (Status::Completed, ExecutionPhase::Done)
-        );
-    }
-
-    #[test]
-    fn zero_items_complete_at_once() {
-        let mut e = execution(&[false, false]);
-        e.start();
-        e.planned(1, 0).unwrap();
-        assert_eq!(e.jobs[0].status, Status::Completed);
-        e.planned(2, 0).unwrap();
-        assert_eq!(e.status, Status::Completed);
-    }
-
-    #[test]
-    fn an_errored_job_stops_the_rest_and_retry_continues() {
-        let mut e = execution(&[false, false]);
-        e.start();
-        e.planned(1, 4).unwrap();
-        settle(&mut e, 1, 3, 1);
-        assert_eq!(
-            (e.status, e.phase),
-            (Status::Error, ExecutionPhase::StoppedOnError)
-        );
-        assert_eq!(e.jobs[0].status, Status::Error);
-        assert_eq!(e.jobs[1].phase, JobPhase::Waiting);
-        assert_eq!(e.first_errored_job(), Some(1));
-
-        assert!(e.retry(2).is_err(), "a PENDING job cannot be retried");
-        e.retry(1).unwrap();
-        assert_eq!(
-            (e.status, e.phase),
-            (Status::Pending, ExecutionPhase::Running)
-        );
-        assert_eq!(e.jobs[0].counts.pending(), 1);
-        settle(&mut e, 1, 1, 0);
-        assert_eq!(e.jobs[0].status, Status::Completed);
-        assert_eq!(e.jobs[1].phase, JobPhase::Planning);
-    }
-
-    #[test]
-    fn a_manual_job_waits_for_its_trigger() {
-        let mut e = execution(&[false, true]);
-        e.start();
-        e.planned(1, 0).unwrap();
-        assert_eq!(e.phase, ExecutionPhase::AwaitingTrigger);
-        assert_eq!(e.jobs[1].phase, JobPhase::AwaitingTrigger);
-        assert_eq!(e.jobs[1].status, Status::Pending);
-        assert!(e.trigger(2).unwrap());
-        assert_eq!(e.jobs[1].phase, JobPhase::Planning);
-        assert!(!e.trigger(2).unwrap(), "a second trigger changes nothing");
-        e.planned(2, 0).unwrap();
-        assert_eq!(e.status, Status::Completed);
-        let done = e.trigger(2).unwrap_err();
-        assert!(matches!(
-            done,
-            Error::FailedPrecondition {
-                reason: "JOB_COMPLETED",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn a_manual_job_released_early_does_not_pause() {
-        let mut e = execution(&[false, true]);
-        assert!(e.trigger(2).unwrap());
-        e.start();
-        e.planned(1, 0).unwrap();
-        assert_eq!(e.jobs[1].phase, JobPhase::Planning);
-    }
-
-    #[test]
-    fn reset_returns_to_fresh() {
-        let mut e = execution(&[false, true]);
-        e.start();
-        e.planned(1, 2).unwrap();
-        settle(&mut e, 1, 1, 1);
-        e.reset();
-        assert!(e.is_fresh());
-        assert_eq!(e, execution(&[false, true]));
-    }
-
-    #[test]
-    fn cancel_stops_the_active_job() {
-        let mut e = execution(&[false]);
-        e.start();
-        e.planned(1, 10).unwrap();
-        assert!(e.is_running());
-        e.cancel();
-        assert_eq!(e.phase, ExecutionPhase::Cancelling);
-        assert_eq!(e.jobs[0].phase, JobPhase::Waiting);
-        e.advance();
-        assert_eq!(
-            e.phase,
-            ExecutionPhase::Cancelling,
-            "advance leaves a cancelling execution"
-        );
-    }
-
-    #[test]
-    fn the_exception_window_holds_and_releases() {
-        let mut e = execution(&[false]);
-        e.start();
-        e.planned(1, 10).unwrap();
-        assert!(e.hold_for_window(true));
-        assert_eq!(e.phase, ExecutionPhase::PausedByWindow);
-        assert_eq!(e.jobs[0].phase, JobPhase::PausedByWindow);
-        assert!(!e.hold_for_window(true));
-        assert!(e.hold_for_window(false));
-        assert_eq!(e.phase, ExecutionPhase::Running);
-        assert_eq!(e.jobs[0].phase, JobPhase::Running);
-    }
-
-    #[test]
-    fn unknown_positions_name_the_field() {
-        let mut e = execution(&[false]);
-        let err = e.trigger(5).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(ref v) if v[0].field == "position"));
-    }
+    violations.into_result(())?;
+    Ok(jobs
+        .iter()
+        .zip(1u32..)
+        .map(|(spec, position)| {
+            JobState::new(
+                position,
+                spec.job_type.clone(),
+                spec.manual || manual_positions.contains(&position),
+            )
+        })
+        .collect())
 }

@@ -1,0 +1,279 @@
+//! Job schedule configurations: create, read, list, update with a field
+//! mask and an etag, delete, and the upcoming automatic runs.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use super::{load_config, Page, UseCases};
+use crate::db::DbError;
+use crate::scheduling::domain;
+use crate::scheduling::domain::calendar::{self, UpcomingRun};
+use crate::scheduling::domain::config::{ConfigDraft, ConfigInput, JobScheduleConfig};
+use crate::scheduling::store::{configs, executions, work};
+use crate::scheduling::Error;
+
+/// Fields of a configuration an update mask may name.
+pub const UPDATABLE_FIELDS: &[&str] = &[
+    "description",
+    "frequency",
+    "scheduled_time",
+    "exception_start_time",
+    "exception_end_time",
+    "time_zone",
+    "recurrence_rule",
+    "jobs",
+    "automatic_runs_paused",
+];
+
+/// Where a listing of configurations continues: the last (name, id).
+pub type ConfigCursor = (String, Uuid);
+
+/// An update of a configuration as a front end received it.
+#[derive(Debug, Clone)]
+pub struct ConfigUpdate {
+    /// Which configuration.
+    pub config_id: Uuid,
+    /// The etag the caller read; empty skips the check.
+    pub etag: String,
+    /// The fields to replace (`UPDATABLE_FIELDS`); empty replaces them all.
+    pub mask: Vec<String>,
+    /// The new values; fields outside the mask are ignored. Its name must be
+    /// empty or the current name (names are immutable).
+    pub values: ConfigInput,
+}
+
+impl UseCases {
+    /// Creates a configuration of `client`.
+    pub async fn create_config(
+        &self,
+        client: &str,
+        input: ConfigInput,
+    ) -> Result<JobScheduleConfig, Error> {
+        let draft = self.validate(input)?;
+        let mut conn = self.conn().await?;
+        let row = configs::insert(&mut conn, client, &draft, self.engine.clock().now())
+            .await
+            .map_err(|e| conflict(e, client, &draft))?;
+        let stored = JobScheduleConfig::try_from(row)?;
+        tracing::info!(client, config_id = %stored.config_id, name = %stored.draft.name, "created job schedule config");
+        Ok(stored)
+    }
+
+    /// The configuration `config_id` of `client`.
+    pub async fn get_config(
+        &self,
+        client: &str,
+        config_id: Uuid,
+    ) -> Result<JobScheduleConfig, Error> {
+        let mut conn = self.conn().await?;
+        load_config(&mut conn, client, config_id).await
+    }
+
+    /// A page of `client`'s configurations by name, after `after`.
+    pub async fn list_configs(
+        &self,
+        client: &str,
+        after: Option<ConfigCursor>,
+        limit: usize,
+    ) -> Result<Page<JobScheduleConfig, ConfigCursor>, Error> {
+        let mut conn = self.conn().await?;
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        let rows = configs::list_page(&mut conn, client, after, fetch).await?;
+        let configs = rows
+            .into_iter()
+            .map(JobScheduleConfig::try_from)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok(Page::from_fetched(configs, limit, |c| {
+            (c.draft.name.clone(), c.config_id)
+        }))
+    }
+
+    /// Updates the masked fields of a configuration, if the caller's etag
+    /// is current. Switching automatic runs back on starts the schedule
+    /// from now (the paused period is not caught up).
+    pub async fn update_config(
+        &self,
+        client: &str,
+        update: ConfigUpdate,
+    ) -> Result<JobScheduleConfig, Error> {
+        for (i, path) in update.mask.iter().enumerate() {
+            if path == "name" {
+                return Err(Error::invalid(
+                    format!("update_mask.paths[{i}]"),
+                    "name is immutable after create",
+                ));
+            }
+            if !UPDATABLE_FIELDS.contains(&path.as_str()) {
+                return Err(Error::invalid(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "not an updatable field; use one of {}",
+                        UPDATABLE_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut conn = self.conn().await?;
+        let current = load_config(&mut conn, client, update.config_id).await?;
+        let new_name = update.values.name.trim();
+        if !new_name.is_empty() && new_name != current.draft.name {
+            return Err(Error::invalid(
+                "config.name",
+                "name is immutable after create",
+            ));
+        }
+        check_etag(&update.etag, &current)?;
+        let draft = self.validate(merge(current.to_input(), update.values, &update.mask))?;
+        let row = configs::update(&mut conn, client, update.config_id, current.version, &draft)
+            .await
+            .map_err(|e| conflict(e, client, &draft))?
+            .ok_or_else(|| {
+                Error::aborted(
+                    "CONCURRENT_UPDATE",
+                    "the configuration changed while this update was applied; read it again \
+                     and retry",
+                )
+            })?;
+        let stored = JobScheduleConfig::try_from(row)?;
+        if current.draft.automatic_runs_paused && !stored.draft.automatic_runs_paused {
+            let now = self.engine.clock().now();
+            configs::restart_schedule(&mut conn, update.config_id, now).await?;
+        }
+        tracing::info!(client, config_id = %update.config_id, etag = %stored.etag(), "updated job schedule config");
+        Ok(stored)
+    }
+
+    /// Deletes a configuration and its executions, if the caller's etag is
+    /// current. Refused while one of its executions has work in flight.
+    pub async fn delete_config(
+        &self,
+        client: &str,
+        config_id: Uuid,
+        etag: &str,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn().await?;
+        let current = load_config(&mut conn, client, config_id).await?;
+        check_etag(etag, &current)?;
+        let client = client.to_string();
+        conn.transaction::<_, Error, _>(async move |conn| {
+            if executions::config_has_running(conn, config_id).await? {
+                return Err(Error::precondition(
+                    "EXECUTION_RUNNING",
+                    "an execution of this configuration is running; wait for it, or reset it \
+                     with cancel_in_flight, then delete",
+                ));
+            }
+            let runs = executions::job_run_ids_of_config(conn, config_id).await?;
+            work::discard(conn, &runs).await?;
+            if !configs::delete(conn, &client, config_id).await? {
+                return Err(Error::not_found(
+                    "job schedule config",
+                    config_id.to_string(),
+                ));
+            }
+            tracing::info!(client, config_id = %config_id, "deleted job schedule config");
+            Ok(())
+        })
+        .await
+    }
+
+    /// The next `count` automatic runs of a configuration after `after`
+    /// (default: now), with the configuration (for its time zone).
+    pub async fn upcoming_runs(
+        &self,
+        client: &str,
+        config_id: Uuid,
+        after: Option<DateTime<Utc>>,
+        count: usize,
+    ) -> Result<(JobScheduleConfig, Vec<UpcomingRun>), Error> {
+        let config = self.get_config(client, config_id).await?;
+        let after = after.unwrap_or_else(|| self.engine.clock().now());
+        let runs = calendar::next_runs(&config.draft, after, count);
+        Ok((config, runs))
+    }
+
+    fn validate(&self, input: ConfigInput) -> Result<ConfigDraft, Error> {
+        let known = self.engine.registry().names();
+        Ok(ConfigDraft::validate(input, "config", &known)?)
+    }
+}
+
+/// `current` with the fields of `mask` (all when empty) taken from `new`.
+fn merge(mut current: ConfigInput, new: ConfigInput, mask: &[String]) -> ConfigInput {
+    let wants = |field: &str| mask.is_empty() || mask.iter().any(|p| p == field);
+    if wants("description") {
+        current.description = new.description;
+    }
+    if wants("frequency") {
+        current.frequency = new.frequency;
+    }
+    if wants("scheduled_time") {
+        current.scheduled_time = new.scheduled_time;
+    }
+    if wants("exception_start_time") {
+        current.exception_start_time = new.exception_start_time;
+    }
+    if wants("exception_end_time") {
+        current.exception_end_time = new.exception_end_time;
+    }
+    if wants("time_zone") {
+        current.time_zone = new.time_zone;
+    }
+    if wants("recurrence_rule") {
+        current.recurrence_rule = new.recurrence_rule;
+    }
+    if wants("jobs") {
+        current.jobs = new.jobs;
+    }
+    if wants("automatic_runs_paused") {
+        current.automatic_runs_paused = new.automatic_runs_paused;
+    }
+    current
+}
+
+/// ABORTED when the caller's etag (if any) is not the current one.
+fn check_etag(given: &str, current: &JobScheduleConfig) -> Result<(), Error> {
+    if !given.is_empty() && given != current.etag() {
+        return Err(Error::aborted(
+            "ETAG_MISMATCH",
+            format!(
+                "the etag given is stale: the configuration is now at etag {:?}; read it again \
+                 and retry",
+                current.etag()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns a unique violation on write into the ALREADY_EXISTS the caller
+/// should see.
+fn conflict(error: DbError, client: &str, draft: &ConfigDraft) -> Error {
+    let exists = |reason, field, message| {
+        Error::from(domain::Error::AlreadyExists {
+            reason,
+            field,
+            message,
+        })
+    };
+    match error.unique_violation() {
+        Some(configs::UNIQUE_NAME) => exists(
+            "DUPLICATE_NAME",
+            "config.name",
+            format!(
+                "config.name: client {client} already has a job schedule configuration named {:?}",
+                draft.name
+            ),
+        ),
+        Some(configs::ONE_DAILY) => exists(
+            "DAILY_ALREADY_EXISTS",
+            "config.frequency",
+            format!(
+                "config.frequency: client {client} already has a DAILY configuration; only one \
+                 end-of-day schedule is allowed per client"
+            ),
+        ),
+        _ => Error::Store(error),
+    }
+}

@@ -1,0 +1,100 @@
+//! The use cases of the scheduling product: every read and action a front
+//! end offers, in one place. The gRPC API calls these functions, and so
+//! would any other front end; no rule lives in a front end.
+//!
+//! One module per product concept:
+//! - [`configurations`]: create, read, list, update (field mask, etag, the
+//!   unpause rule), delete, upcoming runs;
+//! - [`execution_actions`] and [`execution_recovery`]: Create, Recreate,
+//!   Process, Trigger job; Retry job, Reprocess, Reset;
+//! - [`execution_queries`]: an execution, the list, job statistics and the
+//!   drill-down, the action history;
+//! - [`status_stream`]: a watcher's live stream.
+//!
+//! Inputs arrive parsed (ids, dates, drafts): a front end turns its request
+//! into these types and its errors come back as [`Error`].
+
+pub mod configurations;
+pub mod execution_actions;
+pub mod execution_queries;
+pub mod execution_recovery;
+pub mod status_stream;
+
+use diesel_async::AsyncPgConnection;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::db::Conn;
+use crate::scheduling::domain::config::JobScheduleConfig;
+use crate::scheduling::engine::Engine;
+use crate::scheduling::store::configs;
+use crate::scheduling::watch::EventHub;
+use crate::scheduling::Error;
+
+pub use crate::scheduling::domain::execution::ExecutionKey;
+pub use crate::scheduling::engine::transition::Actor;
+pub use execution_actions::ActionOutcome;
+
+/// The handle every front end holds: the engine (database, job registry,
+/// clock), the process's event hub, and the shutdown signal that ends
+/// status streams. Cheap to clone.
+#[derive(Clone)]
+pub struct UseCases {
+    engine: Engine,
+    hub: EventHub,
+    shutdown: CancellationToken,
+}
+
+/// One page of a listing and the key to continue after it (`None` on the
+/// last page). Front ends turn the key into their own page token.
+#[derive(Debug, Clone)]
+pub struct Page<T, K> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// The key of the last item, when more follow.
+    pub next: Option<K>,
+}
+
+impl<T, K> Page<T, K> {
+    /// A page from up to `limit + 1` fetched items: the extra one only says
+    /// that more follow.
+    fn from_fetched(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> K) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more { items.last().map(key) } else { None };
+        Self { items, next }
+    }
+}
+
+impl UseCases {
+    /// The use cases on `engine`, with `hub` feeding status streams until
+    /// `shutdown`.
+    pub fn new(engine: Engine, hub: EventHub, shutdown: CancellationToken) -> Self {
+        Self {
+            engine,
+            hub,
+            shutdown,
+        }
+    }
+
+    /// The engine underneath (its registry answers the job catalogue).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    async fn conn(&self) -> Result<Conn, Error> {
+        Ok(self.engine.db().conn().await?)
+    }
+}
+
+/// The configuration `config_id` of `client`, NOT_FOUND when it does not
+/// exist.
+async fn load_config(
+    conn: &mut AsyncPgConnection,
+    client: &str,
+    config_id: Uuid,
+) -> Result<JobScheduleConfig, Error> {
+    configs::load(conn, client, config_id)
+        .await?
+        .ok_or_else(|| Error::not_found("job schedule config", config_id.to_string()))
+}
