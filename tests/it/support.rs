@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use allegro_scheduler::billing::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::proto::v1 as pb;
@@ -14,7 +13,6 @@ use allegro_scheduler::settings::ServeSettings;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_catalogue_service_client::JobCatalogueServiceClient;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -39,23 +37,40 @@ async fn admin_client() -> tokio_postgres::Client {
     client
 }
 
-/// Name of the template database for the current migrations: a new set of
-/// migrations gets a new template.
+/// A tag of this checkout, so that test runs of several checkouts on one
+/// PostgreSQL server never touch each other's databases.
+fn checkout_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| hash_hex(env!("CARGO_MANIFEST_DIR").as_bytes(), 4))
+}
+
+fn hash_hex(bytes: &[u8], len: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)[..len]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Name of the template database for the current migrations of this
+/// checkout: a new set of migrations gets a new template.
 fn template_name() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
-        use sha2::{Digest, Sha256};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
         let mut entries: Vec<_> = walk(&dir);
         entries.sort();
-        let mut hasher = Sha256::new();
+        let mut content = Vec::new();
         for path in entries {
-            hasher.update(path.to_string_lossy().as_bytes());
-            hasher.update(std::fs::read(&path).unwrap());
+            content.extend(
+                path.strip_prefix(&dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
+            content.extend(std::fs::read(&path).unwrap());
         }
-        let digest = hasher.finalize();
-        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("allegro_tpl_{hex}")
+        format!("allegro_tpl_{}_{}", checkout_tag(), hash_hex(&content, 6))
     })
 }
 
@@ -72,92 +87,130 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-static TEMPLATE: OnceCell<()> = OnceCell::const_new();
-
-async fn ensure_template() {
-    TEMPLATE
-        .get_or_init(|| async {
-            let admin = admin_client().await;
-            // Serialise template creation across test processes.
-            admin
-                .execute("SELECT pg_advisory_lock(7431002)", &[])
-                .await
-                .unwrap();
-            let tpl = template_name();
-            let exists = admin
-                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&tpl])
-                .await
-                .unwrap()
-                .is_some();
-            if !exists {
-                // Old templates and leftover test databases of earlier runs
-                // that nothing is connected to (another checkout's tests may
-                // be running on the same server: theirs are in use).
-                let stale = admin
-                    .query(
-                        "SELECT datname FROM pg_database d WHERE (datname LIKE 'allegro_tpl_%' \
-                         OR datname LIKE 'allegro_test_%') AND NOT EXISTS \
-                         (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                for row in stale {
-                    let name: String = row.get(0);
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                        .await;
-                }
-                let building = format!("{tpl}_building");
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
-                    .await
-                    .unwrap();
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {building}"))
-                    .await
-                    .unwrap();
-                allegro_scheduler::db::run_migrations(&url_for(&building))
-                    .await
-                    .expect("migrate template");
-                admin
-                    .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {tpl}"))
-                    .await
-                    .unwrap();
-            }
-            admin
-                .execute("SELECT pg_advisory_unlock(7431002)", &[])
-                .await
-                .unwrap();
-        })
-        .await;
+/// Advisory lock key serialising template builds and copies of this
+/// checkout (a copy fails while another session reads the template).
+fn lock_key() -> i64 {
+    i64::from_str_radix(checkout_tag(), 16).unwrap()
 }
 
-/// A fresh, migrated database for one test; its URL.
-pub async fn fresh_database() -> String {
-    ensure_template().await;
-    let name = format!("allegro_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = admin_client().await;
-    let mut tries = 0;
-    loop {
-        match admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {name} TEMPLATE {}",
-                template_name()
-            ))
-            .await
-        {
-            Ok(()) => break,
-            // Another session copying the template at the same instant.
-            Err(e) if tries < 600 => {
-                tries += 1;
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50 + (tries % 7) * 10)).await;
-            }
-            Err(e) => panic!("create test database: {e}"),
-        }
+/// Builds the template if it is missing: drops this checkout's stale
+/// templates and leftover test databases nothing is connected to, then
+/// migrates a new one. Called under the checkout's advisory lock.
+async fn ensure_template(admin: &tokio_postgres::Client) {
+    let tpl = template_name();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&tpl])
+        .await
+        .unwrap()
+        .is_some();
+    if exists {
+        return;
     }
+    let tag = checkout_tag();
+    let stale = admin
+        .query(
+            "SELECT datname FROM pg_database d WHERE (datname LIKE $1 OR datname LIKE $2) \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+            &[
+                &format!("allegro_tpl_{tag}_%"),
+                &format!("allegro_test_{tag}_%"),
+            ],
+        )
+        .await
+        .unwrap();
+    for row in stale {
+        let name: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await;
+    }
+    let building = format!("{tpl}_building");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {building}"))
+        .await
+        .unwrap();
+    allegro_scheduler::db::run_migrations(&url_for(&building))
+        .await
+        .expect("migrate template");
+    admin
+        .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {tpl}"))
+        .await
+        .unwrap();
+}
+
+/// Once per test process: drops this checkout's test databases that earlier
+/// runs left behind (a test that failed before stopping its server), when
+/// nothing is connected to them.
+async fn drop_leftovers(admin: &tokio_postgres::Client) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.set(()).is_err() {
+        return;
+    }
+    let ours = format!("allegro_test_{}_{}_%", checkout_tag(), std::process::id());
+    let stale = admin
+        .query(
+            "SELECT datname FROM pg_database d WHERE datname LIKE $1 AND datname NOT LIKE $2 \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+            &[&format!("allegro_test_{}_%", checkout_tag()), &ours],
+        )
+        .await
+        .unwrap();
+    for row in stale {
+        let name: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await;
+    }
+}
+
+/// A new, migrated, empty database for one test (a copy of the template);
+/// [`TestServer::stop`] drops it.
+pub async fn fresh_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "allegro_test_{}_{}_{}",
+        checkout_tag(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = admin_client().await;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&lock_key()])
+        .await
+        .unwrap();
+    ensure_template(&admin).await;
+    drop_leftovers(&admin).await;
+    let created = admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} TEMPLATE {}",
+            template_name()
+        ))
+        .await;
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&lock_key()])
+        .await
+        .unwrap();
+    created.expect("create test database");
     url_for(&name)
+}
+
+/// Drops a test's database (its server has stopped).
+pub async fn drop_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if !name.starts_with("allegro_test_") {
+        return;
+    }
+    let admin = admin_client().await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
 }
 
 /// A test's server, its database and clients.
@@ -166,6 +219,10 @@ pub struct TestServer {
     pub database_url: String,
     pub channel: Channel,
     shutdown: CancellationToken,
+    /// The database was made for this server alone ([`TestServer::start`]):
+    /// stopping drops it. Servers started on a given URL leave it for the
+    /// next server of the test (restarts, several processes).
+    owns_database: bool,
 }
 
 /// The catalogue jobs, syncing with core Aria at the default endpoint
@@ -193,7 +250,9 @@ impl TestServer {
     /// A server with the catalogue jobs on a fresh database.
     pub async fn start() -> Self {
         let url = fresh_database().await;
-        Self::start_with(test_settings(&url), catalogue_jobs()).await
+        let mut server = Self::start_with(test_settings(&url), catalogue_jobs()).await;
+        server.owns_database = true;
+        server
     }
 
     /// A server with these settings and job types.
@@ -227,6 +286,7 @@ impl TestServer {
             server,
             channel,
             shutdown,
+            owns_database: false,
         }
     }
 
@@ -242,10 +302,13 @@ impl TestServer {
         JobCatalogueServiceClient::new(self.channel.clone())
     }
 
-    /// Graceful shutdown.
+    /// Graceful shutdown; the database goes too when the server owns it.
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.server.wait().await.expect("clean shutdown");
+        if self.owns_database {
+            drop_database(&self.database_url).await;
+        }
     }
 }
 

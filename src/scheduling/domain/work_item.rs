@@ -44,3 +44,26 @@ impl ItemOutcome {
         }
     }
 }
+
+/// Where a batch is in its life. Stored by name; the store builds its SQL
+/// from these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// Waiting for a worker.
+    Ready,
+    /// Held by a worker under a lease.
+    Claimed,
+    /// Settled: its outcome is written.
+    Done,
+}
+
+impl BatchState {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Ready => "READY",
+            BatchState::Claimed => "CLAIMED",
+            BatchState::Done => "DONE",
+        }
+    }
+}

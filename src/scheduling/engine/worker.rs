@@ -1,28 +1,28 @@
-//! The worker loop: plan a job, or claim a batch, process it and settle it;
-//! advance executions whose job just settled.
+//! The worker loop: plan a job ([`super::planner`]), or claim a batch,
+//! process it and settle it; advance executions whose job just settled.
 
 use std::panic::AssertUnwindSafe;
 
 use diesel_async::AsyncConnection;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::planner::plan;
 use super::transition;
 use super::{Engine, JobRunIdentity};
 use crate::scheduling::domain::event::EventBody;
 use crate::scheduling::domain::execution::Counts;
-use crate::scheduling::job::{ItemOutcome, JobContext, JobError, PlannedItem};
+use crate::scheduling::job::{ItemOutcome, JobContext, JobError};
 use crate::scheduling::store::events;
 use crate::scheduling::store::executions;
-use crate::scheduling::store::work::{self, BatchErrors, ClaimedBatch, PlanClaim};
+use crate::scheduling::store::planning;
+use crate::scheduling::store::work::{self, BatchErrors, ClaimedBatch};
 use crate::scheduling::Error;
 
 /// A whole-batch failure is retried this many times before its items are
 /// errored with the failure's code.
 const MAX_BATCH_ATTEMPTS: i32 = 3;
-/// Plans larger than this refresh planner statistics afterwards.
-const ANALYZE_AFTER: i32 = 20_000;
 
 /// One worker task: loops until `shutdown`, finishing the batch in hand.
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken, index: usize) {
@@ -53,7 +53,7 @@ pub(super) async fn run(engine: Engine, shutdown: CancellationToken, index: usiz
 async fn work_once(engine: &Engine) -> Result<bool, Error> {
     let lease = engine.settings().lease.as_secs_f64();
     let mut conn = engine.db().conn().await?;
-    if let Some(claim) = work::claim_plan(&mut conn, engine.worker_id(), lease).await? {
+    if let Some(claim) = planning::claim_plan(&mut conn, engine.worker_id(), lease).await? {
         drop(conn);
         plan(engine, claim).await?;
         return Ok(true);
@@ -75,177 +75,6 @@ async fn reconcile(engine: &Engine) -> Result<(), Error> {
         advance(engine, id).await?;
     }
     Ok(())
-}
-
-/// Why a plan did not commit.
-enum PlanAbort {
-    /// The job's own plan failed: record it as the job's error.
-    Job(JobError),
-    /// Someone else owns the plan now, or the execution was reset.
-    Lost,
-    /// Infrastructure trouble: the plan lease will expire and another
-    /// worker retries.
-    Failed(Error),
-}
-
-impl From<diesel::result::Error> for PlanAbort {
-    fn from(e: diesel::result::Error) -> Self {
-        PlanAbort::Failed(e.into())
-    }
-}
-
-impl From<Error> for PlanAbort {
-    fn from(e: Error) -> Self {
-        PlanAbort::Failed(e)
-    }
-}
-
-impl From<crate::db::DbError> for PlanAbort {
-    fn from(e: crate::db::DbError) -> Self {
-        PlanAbort::Failed(e.into())
-    }
-}
-
-async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
-    let ctx = JobContext {
-        client_id: claim.client_id.clone(),
-        business_date: claim.business_date,
-        db: engine.db().clone(),
-    };
-    let job_type = claim.job_type.clone();
-    let stream = match engine.registry().get(&job_type) {
-        None => Err(JobError::new(
-            "JOB_TYPE_NOT_REGISTERED",
-            format!("this service cannot run job type {job_type}"),
-        )),
-        Some(job) => match AssertUnwindSafe(job.plan(&ctx)).catch_unwind().await {
-            Ok(result) => result,
-            Err(_) => Err(JobError::new("JOB_PANICKED", "planning panicked")),
-        },
-    };
-    let batch_size = engine.settings().batch_size as i32;
-    let owner = engine.worker_id();
-    // Step 1: the items, copied in on their own connection and transaction.
-    // Until step 2 forms the batches nothing claims them; a planner that
-    // dies in between leaves items the next planner replaces.
-    let copied = match stream {
-        Err(e) => Err(PlanAbort::Job(e)),
-        Ok(stream) => {
-            let mut chunks = produce(stream);
-            work::copy_items(engine.db().url(), claim.job_run_id, &mut chunks)
-                .await
-                .map_err(|e| match e {
-                    work::CopyError::Source(job) => PlanAbort::Job(job),
-                    work::CopyError::Db(db) => {
-                        PlanAbort::Failed(Error::internal(format!("copying planned items: {db}")))
-                    }
-                })
-        }
-    };
-    let mut conn = engine.db().conn().await?;
-    let result = match copied {
-        Err(abort) => Err(abort),
-        Ok(total) => {
-            conn.transaction::<_, PlanAbort, _>(async move |conn| {
-                work::delete_batches(conn, claim.job_run_id).await?;
-                if total > 0 {
-                    work::insert_range_batches(conn, claim.job_run_id, total, batch_size).await?;
-                }
-                let loaded = executions::load_by_id(conn, claim.execution_id, true)
-                    .await?
-                    .ok_or(PlanAbort::Lost)?;
-                if !work::still_planning(conn, claim.job_run_id, owner).await? {
-                    return Err(PlanAbort::Lost);
-                }
-                let mut after = loaded.state.clone();
-                after
-                    .planned(claim.position as u32, total as i64)
-                    .map_err(Error::from)?;
-                transition::save(conn, &loaded, &after).await?;
-                Ok(total)
-            })
-            .await
-        }
-    };
-    match result {
-        Ok(total) => {
-            tracing::info!(job_run = claim.job_run_id, job_type = %claim.job_type, total, "planned");
-            if total > ANALYZE_AFTER {
-                work::analyze(&mut conn).await?;
-            }
-            engine.wake();
-            Ok(())
-        }
-        Err(PlanAbort::Lost) => Ok(()),
-        Err(PlanAbort::Failed(e)) => Err(e),
-        Err(PlanAbort::Job(job_error)) => {
-            tracing::warn!(job_run = claim.job_run_id, error = %job_error, "plan failed");
-            record_plan_failure(engine, &claim, job_error).await
-        }
-    }
-}
-
-/// Runs a job's plan stream on its own task, two chunks ahead of the
-/// inserts; a panic in the job becomes its error.
-fn produce(
-    mut stream: crate::scheduling::job::PlanStream,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<PlannedItem>, JobError>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    tokio::spawn(async move {
-        loop {
-            let next = AssertUnwindSafe(stream.next()).catch_unwind().await;
-            let item = match next {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(_) => Err(JobError::new("JOB_PANICKED", "planning panicked")),
-            };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A plan that failed as a whole becomes one errored work item of the job,
-/// so the drill-down shows its code and reason and Retry plans again.
-async fn record_plan_failure(
-    engine: &Engine,
-    claim: &PlanClaim,
-    error: JobError,
-) -> Result<(), Error> {
-    let owner = engine.worker_id();
-    let claim = claim.clone();
-    let mut conn = engine.db().conn().await?;
-    conn.transaction::<_, Error, _>(async move |conn| {
-        let Some(loaded) = executions::load_by_id(conn, claim.execution_id, true).await? else {
-            return Ok(());
-        };
-        if !work::still_planning(conn, claim.job_run_id, owner).await? {
-            return Ok(());
-        }
-        let round = loaded
-            .job_run(claim.position as u32)
-            .map(|r| r.round)
-            .unwrap_or(1);
-        let item = PlannedItem {
-            account_id: String::new(),
-            payload: serde_json::json!({
-                "stage": "plan",
-                "job_type": claim.job_type,
-                "business_date": claim.business_date.to_string(),
-            }),
-        };
-        let reason = format!("planning failed: {}", error.reason);
-        work::record_plan_failure(conn, claim.job_run_id, round, item, &error.code, &reason)
-            .await?;
-        let mut after = loaded.state.clone();
-        after.plan_failed(claim.position as u32)?;
-        transition::save(conn, &loaded, &after).await?;
-        Ok(())
-    })
-    .await
 }
 
 /// What a worker needs to know about a batch's job run (cached); `None` when

@@ -6,6 +6,7 @@ pub mod configs;
 pub mod drill_down;
 pub mod events;
 pub mod executions;
+pub mod planning;
 pub mod schema;
 pub mod work;
 

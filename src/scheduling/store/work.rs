@@ -1,13 +1,19 @@
-//! Work items, batches and item errors: the engine's hot path. Set-based
-//! statements only — never a round trip per item.
+//! Batches and item outcomes: claiming under a lease, settling, retry
+//! rounds, discarding. The engine's hot path: set-based statements only,
+//! never a round trip per item. Batch states are [`BatchState`] names; the
+//! SQL is built once with them (literals, so partial indexes keep matching).
 
 use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use std::sync::LazyLock;
+
 use super::DbError;
-use crate::scheduling::job::{PlannedItem, WorkItem};
+use crate::scheduling::domain::execution::JobPhase;
+use crate::scheduling::domain::work_item::BatchState;
+use crate::scheduling::domain::work_item::WorkItem;
 
 /// A batch claimed by this process.
 #[derive(Debug, Clone, QueryableByName)]
@@ -35,50 +41,6 @@ pub struct ClaimedBatch {
     pub attempts: i32,
 }
 
-/// Inserts planned items numbered from `first_seq`, in one statement.
-pub async fn insert_items(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    first_seq: i32,
-    items: Vec<PlannedItem>,
-) -> Result<(), DbError> {
-    let n = items.len() as i32;
-    let seqs: Vec<i32> = (first_seq..first_seq + n).collect();
-    let (accounts, payloads): (Vec<String>, Vec<serde_json::Value>) =
-        items.into_iter().map(|i| (i.account_id, i.payload)).unzip();
-    diesel::sql_query(
-        "INSERT INTO work_items (job_run_id, seq, account_id, payload) \
-         SELECT $1, s, a, p FROM unnest($2::int4[], $3::text[], $4::jsonb[]) AS t(s, a, p)",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .bind::<Array<Integer>, _>(seqs)
-    .bind::<Array<Text>, _>(accounts)
-    .bind::<Array<Jsonb>, _>(payloads)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Forms the batches of a freshly planned job: contiguous ranges of
-/// `batch_size` items.
-pub async fn insert_range_batches(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    total: i32,
-    batch_size: i32,
-) -> Result<(), DbError> {
-    diesel::sql_query(
-        "INSERT INTO batches (job_run_id, first_seq, last_seq, round) \
-         SELECT $1, s, LEAST(s + $3 - 1, $2), 1 FROM generate_series(1, $2, $3) AS s",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .bind::<Integer, _>(total)
-    .bind::<Integer, _>(batch_size)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Claims the oldest claimable batch of a RUNNING job: READY, or CLAIMED
 /// with an expired lease (its worker died). `FOR UPDATE SKIP LOCKED` lets
 /// every worker of every process claim a different one.
@@ -87,23 +49,31 @@ pub async fn claim_batch(
     owner: Uuid,
     lease_secs: f64,
 ) -> Result<Option<ClaimedBatch>, DbError> {
-    let mut rows: Vec<ClaimedBatch> = diesel::sql_query(
-        "UPDATE batches b SET state = 'CLAIMED', lease_owner = $1, \
-             lease_until = now() + make_interval(secs => $2), attempts = b.attempts + 1 \
-         FROM (SELECT b2.batch_id FROM batches b2 \
-               JOIN job_runs jr ON jr.job_run_id = b2.job_run_id \
-               WHERE b2.state <> 'DONE' \
-                 AND (b2.state = 'READY' OR b2.lease_until < now()) \
-                 AND jr.phase = 'RUNNING' \
-               ORDER BY b2.batch_id LIMIT 1 \
-               FOR UPDATE OF b2 SKIP LOCKED) c \
-         WHERE b.batch_id = c.batch_id \
-         RETURNING b.batch_id, b.job_run_id, b.first_seq, b.last_seq, b.seqs, b.round, b.attempts",
-    )
-    .bind::<SqlUuid, _>(owner)
-    .bind::<Double, _>(lease_secs)
-    .load(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE batches b SET state = '{claimed}', lease_owner = $1, \
+                 lease_until = now() + make_interval(secs => $2), attempts = b.attempts + 1 \
+             FROM (SELECT b2.batch_id FROM batches b2 \
+                   JOIN job_runs jr ON jr.job_run_id = b2.job_run_id \
+                   WHERE b2.state <> '{done}' \
+                     AND (b2.state = '{ready}' OR b2.lease_until < now()) \
+                     AND jr.phase = '{running}' \
+                   ORDER BY b2.batch_id LIMIT 1 \
+                   FOR UPDATE OF b2 SKIP LOCKED) c \
+             WHERE b.batch_id = c.batch_id \
+             RETURNING b.batch_id, b.job_run_id, b.first_seq, b.last_seq, b.seqs, b.round, \
+                 b.attempts",
+            claimed = BatchState::Claimed.as_str(),
+            done = BatchState::Done.as_str(),
+            ready = BatchState::Ready.as_str(),
+            running = JobPhase::Running.as_str(),
+        )
+    });
+    let mut rows: Vec<ClaimedBatch> = diesel::sql_query(SQL.as_str())
+        .bind::<SqlUuid, _>(owner)
+        .bind::<Double, _>(lease_secs)
+        .load(conn)
+        .await?;
     Ok(rows.pop())
 }
 
@@ -198,22 +168,27 @@ pub async fn settle_batch(
     errors: &BatchErrors,
 ) -> Result<Option<SettledCounts>, DbError> {
     let errored = errors.seqs.len() as i32;
-    let mut settled: Vec<SettledCounts> = diesel::sql_query(
-        "WITH done AS ( \
-             UPDATE batches SET state = 'DONE', processed = $2, errored = $3, \
-                 settle_time = now(), lease_owner = NULL, lease_until = NULL \
-             WHERE batch_id = $1 AND state = 'CLAIMED' AND lease_owner = $4 \
-             RETURNING job_run_id) \
-         UPDATE job_runs j SET processed = j.processed + $2, errored = j.errored + $3 \
-         FROM done WHERE j.job_run_id = done.job_run_id \
-         RETURNING j.execution_id, j.position, j.total, j.processed, j.errored",
-    )
-    .bind::<BigInt, _>(batch.batch_id)
-    .bind::<Integer, _>(processed)
-    .bind::<Integer, _>(errored)
-    .bind::<SqlUuid, _>(owner)
-    .load(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH done AS ( \
+                 UPDATE batches SET state = '{done}', processed = $2, errored = $3, \
+                     settle_time = now(), lease_owner = NULL, lease_until = NULL \
+                 WHERE batch_id = $1 AND state = '{claimed}' AND lease_owner = $4 \
+                 RETURNING job_run_id) \
+             UPDATE job_runs j SET processed = j.processed + $2, errored = j.errored + $3 \
+             FROM done WHERE j.job_run_id = done.job_run_id \
+             RETURNING j.execution_id, j.position, j.total, j.processed, j.errored",
+            done = BatchState::Done.as_str(),
+            claimed = BatchState::Claimed.as_str(),
+        )
+    });
+    let mut settled: Vec<SettledCounts> = diesel::sql_query(SQL.as_str())
+        .bind::<BigInt, _>(batch.batch_id)
+        .bind::<Integer, _>(processed)
+        .bind::<Integer, _>(errored)
+        .bind::<SqlUuid, _>(owner)
+        .load(conn)
+        .await?;
     let Some(counts) = settled.pop() else {
         return Ok(None);
     };
@@ -225,7 +200,7 @@ pub async fn settle_batch(
 
 /// Writes errored items as the `current` outcome of attempt `round` and adds
 /// them to the job's per-code counters.
-async fn write_errors(
+pub(super) async fn write_errors(
     conn: &mut AsyncPgConnection,
     job_run_id: i64,
     round: i32,
@@ -257,59 +232,6 @@ async fn write_errors(
     Ok(())
 }
 
-/// A plan that failed as a whole: the job run's work becomes one errored item
-/// (`item`, attempt `round`, batch 0) with the failure's code, and the run is
-/// marked so that a retry plans again.
-pub async fn record_plan_failure(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    round: i32,
-    item: PlannedItem,
-    code: &str,
-    reason: &str,
-) -> Result<(), DbError> {
-    discard(conn, &[job_run_id]).await?;
-    insert_items(conn, job_run_id, 1, vec![item]).await?;
-    let errors = BatchErrors {
-        seqs: vec![1],
-        codes: vec![code.to_string()],
-        reasons: vec![reason.to_string()],
-    };
-    write_errors(conn, job_run_id, round, 0, &errors).await?;
-    diesel::sql_query("UPDATE job_runs SET plan_failed = true, round = $2 WHERE job_run_id = $1")
-        .bind::<BigInt, _>(job_run_id)
-        .bind::<Integer, _>(round)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Whether `owner` still holds the plan of a job run that is PLANNING.
-pub async fn still_planning(
-    conn: &mut AsyncPgConnection,
-    job_run_id: i64,
-    owner: Uuid,
-) -> Result<bool, DbError> {
-    let rows: Vec<Count> = diesel::sql_query(
-        "SELECT count(*) AS n FROM job_runs \
-         WHERE job_run_id = $1 AND phase = 'PLANNING' AND plan_owner = $2",
-    )
-    .bind::<BigInt, _>(job_run_id)
-    .bind::<SqlUuid, _>(owner)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().map(|r| r.n) == Some(1))
-}
-
-/// Deletes the batches of a job run (before a fresh plan forms its own).
-pub async fn delete_batches(conn: &mut AsyncPgConnection, job_run_id: i64) -> Result<(), DbError> {
-    diesel::sql_query("DELETE FROM batches WHERE job_run_id = $1")
-        .bind::<BigInt, _>(job_run_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Gives a batch back after a whole-batch failure: claimable again after
 /// `backoff_secs`. Whether this process still held it.
 pub async fn release_batch(
@@ -318,22 +240,27 @@ pub async fn release_batch(
     owner: Uuid,
     backoff_secs: f64,
 ) -> Result<bool, DbError> {
-    let n = diesel::sql_query(
-        "UPDATE batches SET lease_owner = NULL, lease_until = now() + make_interval(secs => $3) \
-         WHERE batch_id = $1 AND state = 'CLAIMED' AND lease_owner = $2",
-    )
-    .bind::<BigInt, _>(batch_id)
-    .bind::<SqlUuid, _>(owner)
-    .bind::<Double, _>(backoff_secs)
-    .execute(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE batches SET lease_owner = NULL, \
+                 lease_until = now() + make_interval(secs => $3) \
+             WHERE batch_id = $1 AND state = '{claimed}' AND lease_owner = $2",
+            claimed = BatchState::Claimed.as_str(),
+        )
+    });
+    let n = diesel::sql_query(SQL.as_str())
+        .bind::<BigInt, _>(batch_id)
+        .bind::<SqlUuid, _>(owner)
+        .bind::<Double, _>(backoff_secs)
+        .execute(conn)
+        .await?;
     Ok(n > 0)
 }
 
 #[derive(QueryableByName)]
-struct Count {
+pub(super) struct Count {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub(super) n: i64,
 }
 
 /// Retry: the job's errored items go back to pending in new batches of
@@ -399,58 +326,18 @@ pub async fn discard(conn: &mut AsyncPgConnection, job_run_ids: &[i64]) -> Resul
 
 /// How many batches of these job runs are held by a live worker.
 pub async fn in_flight(conn: &mut AsyncPgConnection, job_run_ids: &[i64]) -> Result<i64, DbError> {
-    let rows: Vec<Count> = diesel::sql_query(
-        "SELECT count(*) AS n FROM batches WHERE job_run_id = ANY($1) AND state = 'CLAIMED' \
-         AND lease_owner IS NOT NULL AND lease_until > now()",
-    )
-    .bind::<Array<BigInt>, _>(job_run_ids)
-    .load(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT count(*) AS n FROM batches WHERE job_run_id = ANY($1) \
+             AND state = '{claimed}' AND lease_owner IS NOT NULL AND lease_until > now()",
+            claimed = BatchState::Claimed.as_str(),
+        )
+    });
+    let rows: Vec<Count> = diesel::sql_query(SQL.as_str())
+        .bind::<Array<BigInt>, _>(job_run_ids)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().next().map(|r| r.n).unwrap_or(0))
-}
-
-/// A job run handed to this process for planning.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct PlanClaim {
-    /// The job run.
-    #[diesel(sql_type = BigInt)]
-    pub job_run_id: i64,
-    /// Its execution.
-    #[diesel(sql_type = SqlUuid)]
-    pub execution_id: Uuid,
-    /// Its position.
-    #[diesel(sql_type = Integer)]
-    pub position: i32,
-    /// Its job type.
-    #[diesel(sql_type = Text)]
-    pub job_type: String,
-    /// The client.
-    #[diesel(sql_type = Text)]
-    pub client_id: String,
-    /// The business date.
-    #[diesel(sql_type = diesel::sql_types::Date)]
-    pub business_date: chrono::NaiveDate,
-}
-
-/// Claims a job run waiting to be planned (or whose planner died).
-pub async fn claim_plan(
-    conn: &mut AsyncPgConnection,
-    owner: Uuid,
-    lease_secs: f64,
-) -> Result<Option<PlanClaim>, DbError> {
-    let mut rows: Vec<PlanClaim> = diesel::sql_query(
-        "UPDATE job_runs j SET plan_owner = $1, plan_lease_until = now() + make_interval(secs => $2) \
-         FROM (SELECT job_run_id FROM job_runs \
-               WHERE phase = 'PLANNING' AND (plan_owner IS NULL OR plan_lease_until < now()) \
-               ORDER BY job_run_id LIMIT 1 FOR UPDATE SKIP LOCKED) c, executions e \
-         WHERE j.job_run_id = c.job_run_id AND e.execution_id = j.execution_id \
-         RETURNING j.job_run_id, j.execution_id, j.position, j.job_type, e.client_id, e.business_date",
-    )
-    .bind::<SqlUuid, _>(owner)
-    .bind::<Double, _>(lease_secs)
-    .load(conn)
-    .await?;
-    Ok(rows.pop())
 }
 
 #[derive(QueryableByName)]
@@ -460,86 +347,21 @@ struct ExecutionIdRow {
 }
 
 /// Executions with a RUNNING job whose items are all settled but which was
-/// not advanced (its settler died between the two transactions).
+/// not advanced (its settler died between the two transactions). The
+/// `phase IN (...)` repeats the predicate of the partial index
+/// `job_runs_active_idx` so the planner uses it; `phase = RUNNING` is the
+/// condition itself.
 pub async fn executions_to_advance(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
-    let rows: Vec<ExecutionIdRow> = diesel::sql_query(
-        "SELECT DISTINCT execution_id FROM job_runs \
-         WHERE phase IN ('PLANNING', 'RUNNING', 'PAUSED_BY_WINDOW') \
-           AND phase = 'RUNNING' AND processed + errored >= total",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.execution_id).collect())
-}
-
-/// Refreshes planner statistics after a large plan, so the claim query keeps
-/// its index plans.
-pub async fn analyze(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-    diesel::sql_query("ANALYZE batches, work_items")
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Why copying a plan's items in failed.
-#[derive(Debug)]
-pub enum CopyError<E> {
-    /// The item source failed (the job's own error).
-    Source(E),
-    /// The database failed.
-    Db(tokio_postgres::Error),
-}
-
-/// Replaces the work items of a job run with `chunks`, numbered from 1, by
-/// binary COPY on a dedicated connection in one transaction (several times
-/// faster than INSERT for large plans). Returns how many items were copied.
-/// Nothing is visible to the engine until the caller forms the batches.
-pub async fn copy_items<E>(
-    url: &str,
-    job_run_id: i64,
-    chunks: &mut tokio::sync::mpsc::Receiver<Result<Vec<PlannedItem>, E>>,
-) -> Result<i32, CopyError<E>> {
-    use futures_util::pin_mut;
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-
-    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(CopyError::Db)?;
-    let driver = tokio::spawn(connection);
-    let result = async {
-        let tx = client.transaction().await.map_err(CopyError::Db)?;
-        tokio_postgres::Transaction::execute(
-            &tx,
-            "DELETE FROM work_items WHERE job_run_id = $1",
-            &[&job_run_id],
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT DISTINCT execution_id FROM job_runs \
+             WHERE phase IN ('{planning}', '{running}', '{paused}') \
+               AND phase = '{running}' AND processed + errored >= total",
+            planning = JobPhase::Planning.as_str(),
+            running = JobPhase::Running.as_str(),
+            paused = JobPhase::PausedByWindow.as_str(),
         )
-        .await
-        .map_err(CopyError::Db)?;
-        let sink = tx
-            .copy_in("COPY work_items (job_run_id, seq, account_id, payload) FROM STDIN BINARY")
-            .await
-            .map_err(CopyError::Db)?;
-        let writer =
-            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT4, Type::TEXT, Type::JSONB]);
-        pin_mut!(writer);
-        let mut seq: i32 = 0;
-        while let Some(chunk) = chunks.recv().await {
-            for item in chunk.map_err(CopyError::Source)? {
-                seq += 1;
-                writer
-                    .as_mut()
-                    .write(&[&job_run_id, &seq, &item.account_id, &item.payload])
-                    .await
-                    .map_err(CopyError::Db)?;
-            }
-        }
-        writer.as_mut().finish().await.map_err(CopyError::Db)?;
-        tx.commit().await.map_err(CopyError::Db)?;
-        Ok(seq)
-    }
-    .await;
-    drop(client);
-    let _ = driver.await;
-    result
+    });
+    let rows: Vec<ExecutionIdRow> = diesel::sql_query(SQL.as_str()).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.execution_id).collect())
 }
