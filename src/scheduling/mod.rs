@@ -12,9 +12,13 @@
 //! - [`domain`]: the pure core: configuration rules, the calendar, the
 //!   execution state machine, events. No I/O, no diesel.
 //! - [`store`]: every SQL statement of this wing, through diesel-async.
+//! - [`access`]: issuing API keys (the API, the CLI bootstrap and the demo
+//!   share it); the rules are in [`domain::access`], the checks in
+//!   [`api::auth`].
 //! - [`job`]: the trait the catalogue implements, the one joint with the
 //!   billing wing.
 
+pub mod access;
 pub mod api;
 pub mod domain;
 pub mod engine;

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{config_input, config_to_proto};
-use super::{client_id, page_token, uuid};
+use super::{authorized_client, page_token, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigService;
 use crate::scheduling::domain::config::{ConfigDraft, JobScheduleConfig};
@@ -93,8 +93,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::CreateJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config = req
             .config
             .ok_or_else(|| Error::invalid("config", "required: the configuration to create"))?;
@@ -118,8 +118,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::GetJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let config = self.load(&client, config_id).await?;
         Ok(Response::new(config_to_proto(&config)))
@@ -129,8 +129,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::ListJobScheduleConfigsRequest>,
     ) -> Result<Response<pb::ListJobScheduleConfigsResponse>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let limit = page_token::page_size("page_size", req.page_size, 50, 1000)?;
         let scope = ["ListJobScheduleConfigs", client.as_str()];
         let after: Option<(String, Uuid)> =
@@ -161,8 +161,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::UpdateJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let update = req
             .config
             .ok_or_else(|| Error::invalid("config", "required: the new values"))?;
@@ -249,8 +249,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::ListUpcomingRunsRequest>,
     ) -> Result<Response<pb::ListUpcomingRunsResponse>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let count = match req.count {
             0 => 10,
@@ -281,8 +281,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::DeleteJobScheduleConfigRequest>,
     ) -> Result<Response<()>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let current = self.load(&client, config_id).await?;
         check_etag(&req.etag, &current)?;

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::{actor, client_id, date, page_token, uuid};
+use super::{authorized_client, date, page_token, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
 use crate::scheduling::domain::Error;
@@ -192,13 +192,15 @@ impl ExecutionApi {
     }
 }
 
-/// Decodes the (client, config, date) every execution request carries.
+/// Decodes the (client, config, date) every execution request carries; the
+/// client is checked against the calling key first.
 fn key(
+    extensions: &tonic::Extensions,
     client: &str,
     config_id: &str,
     business_date: &str,
 ) -> Result<(String, ExecutionKey), Error> {
-    let client = client_id(client)?;
+    let client = authorized_client(extensions, client)?;
     let config_id = uuid("config_id", config_id)?;
     let business_date = date("business_date", business_date)?;
     Ok((
@@ -214,11 +216,7 @@ fn who<T>(request: &Request<T>, client: &str, reason: &str) -> Result<Actor, Err
     if reason.chars().count() > 1000 {
         return Err(Error::invalid("reason", "at most 1000 characters"));
     }
-    Ok(Actor {
-        client_id: client.to_string(),
-        actor: actor(request),
-        reason: reason.to_string(),
-    })
+    super::actor(request.extensions(), client, reason)
 }
 
 fn answer(outcome: ActionOutcome) -> Response<pb::ExecutionActionResponse> {
@@ -243,8 +241,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::WatchExecutionsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let r = request.into_inner();
-        let client = client_id(&r.client_id)?;
+        let (_, extensions, r) = request.into_parts();
+        let client = authorized_client(&extensions, &r.client_id)?;
         let config_id = if r.config_id.is_empty() {
             None
         } else {
@@ -280,7 +278,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::CreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
@@ -294,7 +297,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::RecreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
@@ -308,7 +316,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::ProcessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
@@ -322,7 +335,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::ReprocessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         Ok(answer(self.engine.reprocess_execution(&actor, key).await?))
     }
@@ -332,7 +350,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::ResetExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         Ok(answer(
             self.engine
@@ -346,7 +369,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         if r.position == 0 {
             return Err(Error::invalid("position", "required: a job position from 1").into());
@@ -361,7 +389,12 @@ impl ExecutionService for ExecutionApi {
         request: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
         let r = request.get_ref();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (client, key) = key(
+            request.extensions(),
+            &r.client_id,
+            &r.config_id,
+            &r.business_date,
+        )?;
         let actor = who(&request, &client, &r.reason)?;
         if r.position == 0 {
             return Err(Error::invalid("position", "required: a job position from 1").into());
@@ -375,8 +408,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let r = request.into_inner();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let (client, key) = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let execution = self.load(&client, key).await?;
         Ok(Response::new(convert::execution(&execution)))
     }
@@ -385,8 +418,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        let r = request.into_inner();
-        let client = client_id(&r.client_id)?;
+        let (_, extensions, r) = request.into_parts();
+        let client = authorized_client(&extensions, &r.client_id)?;
         let config_id = uuid("config_id", &r.config_id)?;
         let start = parse_optional_date("start_date", &r.start_date)?;
         let end = parse_optional_date("end_date", &r.end_date)?;
@@ -430,8 +463,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetJobStatsRequest>,
     ) -> Result<Response<pb::JobStats>, Status> {
-        let r = request.into_inner();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let (client, key) = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let run = self
             .stats_job_run(&mut conn, &client, key, r.position)
@@ -449,8 +482,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListJobErrorCodesRequest>,
     ) -> Result<Response<pb::ListJobErrorCodesResponse>, Status> {
-        let r = request.into_inner();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let (client, key) = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let run = self
             .stats_job_run(&mut conn, &client, key, r.position)
@@ -473,8 +506,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListErroredWorkItemsRequest>,
     ) -> Result<Response<pb::ListErroredWorkItemsResponse>, Status> {
-        let r = request.into_inner();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let (client, key) = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         if r.error_code.is_empty() {
             return Err(Error::invalid(
                 "error_code",
@@ -552,8 +585,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListExecutionActionsRequest>,
     ) -> Result<Response<pb::ListExecutionActionsResponse>, Status> {
-        let r = request.into_inner();
-        let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let (client, key) = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let execution = self.load(&client, key).await?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let actions = executions::actions(&mut conn, execution.row.execution_id)

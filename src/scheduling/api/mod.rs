@@ -2,6 +2,8 @@
 //! calls the domain, the store or the engine, and encodes the answer; errors
 //! go through [`status`].
 
+pub mod access;
+pub mod auth;
 pub mod catalogue;
 pub mod configs;
 pub mod convert;
@@ -12,13 +14,12 @@ pub mod status;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
+use crate::scheduling::domain::access::{Caller, Role};
 use crate::scheduling::domain::Error;
+use crate::scheduling::engine::actions::Actor;
 
 /// Longest accepted client identifier.
 pub const MAX_CLIENT_ID_LEN: usize = 100;
-
-/// Metadata key naming who acts (recorded with every execution action).
-pub const ACTOR_METADATA_KEY: &str = "x-actor";
 
 /// Validates the `client_id` every request carries: 1 to 100 characters of
 /// letters, digits, `-`, `_`, `.` and `:`.
@@ -70,15 +71,42 @@ pub fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
         })
 }
 
-/// Who is acting: the `x-actor` request metadata, else `anonymous`.
-pub fn actor<T>(request: &tonic::Request<T>) -> String {
-    request
-        .metadata()
-        .get(ACTOR_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().chars().take(200).collect::<String>())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
+/// The authenticated caller the authentication layer ([`auth`]) put in
+/// the request's extensions. PERMISSION_DENIED when there is none, which
+/// only a server assembled without the layer would do.
+pub fn caller(extensions: &tonic::Extensions) -> Result<&Caller, Error> {
+    extensions
+        .get::<Caller>()
+        .ok_or_else(|| Error::PermissionDenied {
+            reason: "NO_CALLER",
+            message: "no authenticated caller".into(),
+        })
+}
+
+/// The request's `client_id`, validated and checked against the calling
+/// key's clients: PERMISSION_DENIED when the key may not act for it. Every
+/// handler calls this before reading or writing anything.
+pub fn authorized_client(extensions: &tonic::Extensions, value: &str) -> Result<String, Error> {
+    let client = client_id(value)?;
+    caller(extensions)?
+        .may(&client, Role::Viewer)
+        .map_err(|denied| Error::PermissionDenied {
+            reason: "CLIENT_NOT_ALLOWED",
+            message: denied.to_string(),
+        })?;
+    Ok(client)
+}
+
+/// Who acts, for the action history: the calling key's name, and whom it
+/// said it acts for beside it. Request metadata `x-actor` is not trusted.
+pub fn actor(extensions: &tonic::Extensions, client: &str, reason: &str) -> Result<Actor, Error> {
+    let caller = caller(extensions)?;
+    Ok(Actor {
+        client_id: client.to_string(),
+        actor: caller.name.clone(),
+        on_behalf_of: caller.on_behalf_of.clone(),
+        reason: reason.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,11 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
             ),
+            Error::PermissionDenied { reason, .. } => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+            ),
             Error::Store(DbError::Pool(_)) => {
                 tracing::warn!(%message, "database unavailable");
                 Status::unavailable("database unavailable; retry later")

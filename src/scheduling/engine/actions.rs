@@ -24,8 +24,11 @@ use crate::scheduling::store::{configs, work};
 pub struct Actor {
     /// The client the request names.
     pub client_id: String,
-    /// Who acts (request metadata `x-actor`, or `scheduler`).
+    /// Who acts: the calling key's name, or `scheduler`.
     pub actor: String,
+    /// Whom the calling key said it acts for (`x-on-behalf-of`), recorded
+    /// beside its name.
+    pub on_behalf_of: Option<String>,
     /// The reason given.
     pub reason: String,
 }
@@ -106,6 +109,7 @@ pub(super) async fn record(
         &NewAction {
             kind,
             actor: &actor.actor,
+            on_behalf_of: actor.on_behalf_of.as_deref(),
             reason: &actor.reason,
             job_position,
             outcome,

@@ -157,6 +157,7 @@ impl Engine {
         let actor = Actor {
             client_id: config.client_id.clone(),
             actor: SCHEDULER_ACTOR.to_string(),
+            on_behalf_of: None,
             reason: String::new(),
         };
         let client = config.client_id.clone();
