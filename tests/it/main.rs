@@ -2,6 +2,7 @@
 //! copied from a migrated template) and the real gRPC server on a real
 //! socket.
 
+mod access;
 mod configs;
 mod daily_sequence;
 mod executions;
