@@ -11,4 +11,5 @@ mod processes;
 mod scheduling;
 mod support;
 mod test_jobs;
+mod tls;
 mod watch;
