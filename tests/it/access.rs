@@ -981,3 +981,54 @@ async fn a_key_past_its_limits_is_refused_with_resource_exhausted() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn create_admin_key_bootstraps_a_client_from_the_command_line() {
+    let server = TestServer::start().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_allegro-scheduler"))
+        .args([
+            "create-admin-key",
+            "--client",
+            "acme",
+            "--name",
+            "acme-root",
+        ])
+        .env("DATABASE_URL", &server.database_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let key = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("ask_"), "{key:?}");
+    let mut access = AccessServiceClient::new(InterceptedService::new(
+        server.raw_channel.clone(),
+        Headers::key(&key),
+    ));
+    let listed = access
+        .list_api_keys(pb::ListApiKeysRequest {
+            client_id: "acme".into(),
+            include_revoked: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].name.as_str(),
+            listed[0].role,
+            listed[0].created_by.as_str()
+        ),
+        ("acme-root", pb::Role::Admin as i32, "cli")
+    );
+    let other = access
+        .list_api_keys(pb::ListApiKeysRequest {
+            client_id: "beta".into(),
+            include_revoked: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied);
+    server.stop().await;
+}
