@@ -312,15 +312,24 @@ impl Shared {
             .await
             .map_err(unavailable)?
             .map(Arc::new);
+        drop(conn);
         if let Some(row) = &row {
             let now = Utc::now();
             let stale = row
                 .last_use_time
                 .is_none_or(|t| now - t > chrono::TimeDelta::seconds(60));
             if stale && row.is_live(now) {
-                if let Err(e) = api_keys::touch(&mut conn, key_id, now).await {
-                    tracing::warn!(error = %e, "noting an API key's last use failed");
-                }
+                // Off the request's path: the answer does not wait on a write.
+                let (db, key_id) = (self.db.clone(), key_id.to_string());
+                tokio::spawn(async move {
+                    let touched = match db.conn().await {
+                        Ok(mut conn) => api_keys::touch(&mut conn, &key_id, now).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = touched {
+                        tracing::warn!(error = %e, "noting an API key's last use failed");
+                    }
+                });
             }
         }
         let mut cache = self.cache.lock().expect("cache lock");
