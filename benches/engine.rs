@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::scheduling::access::{issue_key, KeyRequest};
-use allegro_scheduler::scheduling::api::auth::BearerKey;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
 use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,

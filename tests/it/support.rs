@@ -9,7 +9,7 @@ use std::time::Duration;
 use allegro_scheduler::billing::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::scheduling::access::KeyRequest;
-use allegro_scheduler::scheduling::api::auth::BearerKey;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
 use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::JobRegistry;
 use allegro_scheduler::server::{self, RunningServer};

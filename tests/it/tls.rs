@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::scheduling::api::auth::BearerKey;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
 use allegro_scheduler::server::{self, ServerError};
 use allegro_scheduler::tls::TlsError;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;

@@ -406,30 +406,6 @@ fn on_behalf_of(headers: &http::HeaderMap) -> Result<Option<String>, Status> {
         .map_err(|e| Status::invalid_argument(format!("{ON_BEHALF_OF_METADATA_KEY}: {e}")))
 }
 
-/// For Rust callers of this service: adds `authorization: Bearer <key>` to
-/// every call of a client (`InterceptedService::new(channel, BearerKey::new(key)?)`).
-#[derive(Clone)]
-pub struct BearerKey(tonic::metadata::AsciiMetadataValue);
-
-impl BearerKey {
-    /// The header for `key`; INVALID_ARGUMENT when it is not ASCII.
-    pub fn new(key: &str) -> Result<Self, Status> {
-        format!("Bearer {key}")
-            .parse()
-            .map(Self)
-            .map_err(|_| Status::invalid_argument("authorization: a key is ASCII"))
-    }
-}
-
-impl tonic::service::Interceptor for BearerKey {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert(http::header::AUTHORIZATION.as_str(), self.0.clone());
-        Ok(request)
-    }
-}
-
 /// A response body that holds the call's limit slot until it is dropped.
 struct Permitted {
     body: Body,

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod bearer;
 pub mod catalogue;
 pub mod configs;
 pub mod convert;
