@@ -80,8 +80,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 static TEMPLATE: OnceCell<()> = OnceCell::const_new();
 
 async fn ensure_template() {
-    TEMPLATE
-        .get_or_init(|| async {
+    TEMPLATE.get_or_init(build_template).await;
+}
+
+/// Builds the template unless it exists. Another checkout's tests on the
+/// same server may drop it as stale between two of ours, so
+/// [`fresh_database`] calls this again when a copy fails.
+async fn build_template() {
+    {
+        {
             let admin = admin_client().await;
             // Serialise template creation across test processes.
             admin
@@ -134,8 +141,8 @@ async fn ensure_template() {
                 .execute("SELECT pg_advisory_unlock(7431002)", &[])
                 .await
                 .unwrap();
-        })
-        .await;
+        }
+    }
 }
 
 /// A fresh, migrated database for one test; its URL.
@@ -153,10 +160,12 @@ pub async fn fresh_database() -> String {
             .await
         {
             Ok(()) => break,
-            // Another session copying the template at the same instant.
+            // Another session copying the template at the same instant, or
+            // the template dropped by another checkout's tests.
             Err(e) if tries < 50 => {
                 tries += 1;
                 let _ = e;
+                build_template().await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("create test database: {e}"),
