@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "aria/allegro/scheduling/v1/job_catalogue.proto",
     "aria/allegro/scheduling/v1/job_schedule_config.proto",
     "aria/allegro/scheduling/v1/execution.proto",
+    "aria/allegro/scheduling/v1/access.proto",
     "aria/core/v1/core_sync.proto",
 ];
 

@@ -11,16 +11,44 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
+use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
 };
+use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A channel sending the benchmark's API key.
+type Keyed = InterceptedService<Channel, BearerKey>;
+
+/// An operator key for the `bench` client, written straight into the
+/// database.
+async fn bench_key(url: &str) -> BearerKey {
+    let db = allegro_scheduler::db::Db::new(url, 1).unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let issued = issue_key(
+        &mut conn,
+        &KeyRequest {
+            client_id: "bench".into(),
+            name: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            role: Role::Operator,
+            scope: ClientScope::one("bench"),
+            expire_time: None,
+            created_by: "bench".into(),
+        },
+    )
+    .await
+    .unwrap();
+    BearerKey::new(&issued.key).unwrap()
+}
 
 /// Plans `items` items and processes them without doing anything; with
 /// `fail`, every item errors.
@@ -116,8 +144,8 @@ async fn fresh_db(admin: &str) -> String {
 }
 
 struct Bench {
-    configs: JobScheduleConfigServiceClient<Channel>,
-    executions: ExecutionServiceClient<Channel>,
+    configs: JobScheduleConfigServiceClient<Keyed>,
+    executions: ExecutionServiceClient<Keyed>,
 }
 
 impl Bench {
@@ -224,6 +252,7 @@ async fn main() {
         .connect()
         .await
         .unwrap();
+    let channel = InterceptedService::new(channel, bench_key(&url).await);
     let mut bench = Bench {
         configs: JobScheduleConfigServiceClient::new(channel.clone()),
         executions: ExecutionServiceClient::new(channel.clone()),

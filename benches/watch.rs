@@ -10,16 +10,41 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
+use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, WorkItem,
 };
+use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::watch_event::Kind;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// An operator key for the `bench` client, written straight into the
+/// database.
+async fn bench_key(url: &str) -> BearerKey {
+    let db = allegro_scheduler::db::Db::new(url, 1).unwrap();
+    let mut conn = db.conn().await.unwrap();
+    let issued = issue_key(
+        &mut conn,
+        &KeyRequest {
+            client_id: "bench".into(),
+            name: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            role: Role::Operator,
+            scope: ClientScope::one("bench"),
+            expire_time: None,
+            created_by: "bench".into(),
+        },
+    )
+    .await
+    .unwrap();
+    BearerKey::new(&issued.key).unwrap()
+}
 
 struct Empty;
 
@@ -83,17 +108,20 @@ async fn main() {
     settings.scheduler = false;
     settings.poll_ms = 10;
     settings.db_pool_size = 32;
+    settings.max_streams_per_key = watchers + 1;
     let shutdown = CancellationToken::new();
     let running = server::start(&settings, registry, shutdown.clone())
         .await
         .unwrap();
     let endpoint = format!("http://{}", running.addr);
+    let key = bench_key(&url).await;
 
     let channel = Channel::from_shared(endpoint.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
+    let channel = InterceptedService::new(channel, key.clone());
     let config_id = pb::job_schedule_config_service_client::JobScheduleConfigServiceClient::new(
         channel.clone(),
     )
@@ -117,13 +145,14 @@ async fn main() {
     // 100 streams per connection.
     let mut channels = Vec::new();
     for _ in 0..watchers.div_ceil(100) {
-        channels.push(
+        channels.push(InterceptedService::new(
             Channel::from_shared(endpoint.clone())
                 .unwrap()
                 .connect()
                 .await
                 .unwrap(),
-        );
+            key.clone(),
+        ));
     }
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<f64>)>();
     let expected_completions = runs;

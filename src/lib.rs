@@ -17,7 +17,7 @@
 //!
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
-//! [`server`] (assembles both wings into one process).
+//! [`server`] (assembles both wings into one process), [`tls`].
 
 pub mod billing;
 pub mod clock;
@@ -27,3 +27,4 @@ pub mod proto;
 pub mod scheduling;
 pub mod server;
 pub mod settings;
+pub mod tls;

@@ -1,4 +1,7 @@
-//! The `allegro-scheduler` binary: `serve` runs the service.
+//! The `allegro-scheduler` binary: `serve` runs the service;
+//! `create-admin-key` writes a client's first admin key.
+
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -9,8 +12,10 @@ use allegro_scheduler::billing::demo::load_demo_ledger;
 use allegro_scheduler::billing::jobs::catalogue::CATALOGUE;
 use allegro_scheduler::db::Db;
 use allegro_scheduler::embedded_pg::EmbeddedPg;
+use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::domain::config::{ConfigDraft, Frequency, JobSpec};
-use allegro_scheduler::scheduling::store::configs;
+use allegro_scheduler::scheduling::store::{api_keys, configs};
+use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 
@@ -25,7 +30,33 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API and run the engine.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
+    /// Write an admin API key for a client directly in the database (the
+    /// first key of a fresh install) and print it once.
+    CreateAdminKey(CreateAdminKey),
+}
+
+/// Arguments of `create-admin-key`.
+#[derive(clap::Args)]
+struct CreateAdminKey {
+    /// The client the key manages and acts for.
+    #[arg(long)]
+    client: String,
+    /// The key's name (the actor of the action history).
+    #[arg(long)]
+    name: String,
+    /// Make it a platform key acting for every client.
+    #[arg(long, default_value_t = false)]
+    all_clients: bool,
+    /// PostgreSQL URL; when unset, the embedded cluster under `--data-dir`.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Where the embedded PostgreSQL cluster keeps its data.
+    #[arg(long, env = "ALLEGRO_DATA_DIR", default_value = ".allegro-data")]
+    data_dir: PathBuf,
+    /// Port of the embedded PostgreSQL cluster.
+    #[arg(long, env = "ALLEGRO_EMBEDDED_PG_PORT", default_value_t = 54329)]
+    embedded_pg_port: u16,
 }
 
 #[tokio::main]
@@ -37,7 +68,8 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
+        Command::CreateAdminKey(args) => create_admin_key(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -79,6 +111,9 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     };
     if let Some(client) = &settings.demo_client {
         load_demo(&db, client, settings.demo_accounts).await?;
+        if embedded.is_some() {
+            demo_key(&db, client, &settings.data_dir).await?;
+        }
     }
     let registry = allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&core_url)?);
     let result = match server::start(&settings, registry, shutdown).await {
@@ -136,6 +171,111 @@ async fn load_demo(
         "demo ready: process it with ProcessExecution (see README)"
     );
     Ok(())
+}
+
+/// Name of the demo client's operator key.
+const DEMO_KEY_NAME: &str = "demo-operator";
+
+/// Gives the demo client an operator key on first start and writes it to
+/// `<data dir>/demo-operator.key`; prints how to use it.
+async fn demo_key(
+    db: &Db,
+    client: &str,
+    data_dir: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let path = data_dir.join("demo-operator.key");
+    if !path.exists() {
+        let mut conn = db.conn().await?;
+        // A key whose file is gone cannot be shown again: replace it.
+        for old in api_keys::list_by_client(&mut conn, client, false).await? {
+            if old.name == DEMO_KEY_NAME {
+                api_keys::revoke(&mut conn, client, &old.key_id, chrono::Utc::now()).await?;
+            }
+        }
+        let issued = issue_key(
+            &mut conn,
+            &KeyRequest {
+                client_id: client.to_string(),
+                name: DEMO_KEY_NAME.to_string(),
+                role: Role::Operator,
+                scope: ClientScope::one(client),
+                expire_time: None,
+                created_by: "demo".to_string(),
+            },
+        )
+        .await?;
+        write_secret_file(&path, &issued.key)?;
+    }
+    tracing::info!(
+        client,
+        key_file = %path.display(),
+        "demo operator key: call with -H \"authorization: Bearer $(cat {})\"",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes `key` to `path`, readable by its owner only.
+fn write_secret_file(path: &Path, key: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(key.as_bytes())
+}
+
+/// `create-admin-key`: writes the key in the database, prints it once.
+async fn create_admin_key(args: CreateAdminKey) -> Result<(), Box<dyn std::error::Error>> {
+    let client = allegro_scheduler::scheduling::api::client_id(&args.client)?;
+    let mut embedded = None;
+    let url = match args.database_url {
+        Some(url) => url,
+        None => {
+            let (dir, port) = (args.data_dir.clone(), args.embedded_pg_port);
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPg::start(&dir, port)).await??;
+            let url = pg.database_url().await?;
+            embedded = Some(pg);
+            url
+        }
+    };
+    let result = async {
+        let db = Db::new(&url, 1)?;
+        db.migrate().await?;
+        let mut conn = db.conn().await?;
+        let scope = if args.all_clients {
+            ClientScope::All
+        } else {
+            ClientScope::one(&client)
+        };
+        let issued = issue_key(
+            &mut conn,
+            &KeyRequest {
+                client_id: client.clone(),
+                name: args.name.clone(),
+                role: Role::Admin,
+                scope,
+                expire_time: None,
+                created_by: "cli".to_string(),
+            },
+        )
+        .await?;
+        eprintln!(
+            "created admin key {} ({:?}) for {}; it is shown only now:",
+            issued.row.key_id,
+            issued.row.name,
+            issued.row.scope()
+        );
+        println!("{}", issued.key);
+        Ok::<(), Box<dyn std::error::Error>>(())
+    }
+    .await;
+    if let Some(pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await?;
+    }
+    result
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

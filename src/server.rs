@@ -1,5 +1,6 @@
-//! Assembles and runs the gRPC server: the scheduling services, health,
-//! reflection (v1 and v1alpha), the engine's workers, and graceful shutdown.
+//! Assembles and runs the gRPC server: the scheduling services, key
+//! management, health, reflection (v1 and v1alpha), the authentication layer,
+//! TLS, the engine's workers, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,15 +11,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::db::{Db, DbError};
+use crate::proto::v1::access_service_server::AccessServiceServer;
 use crate::proto::v1::execution_service_server::ExecutionServiceServer;
 use crate::proto::v1::job_catalogue_service_server::JobCatalogueServiceServer;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::scheduling::api::access::AccessApi;
+use crate::scheduling::api::auth::AuthLayer;
 use crate::scheduling::api::catalogue::CatalogueApi;
 use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
+use crate::scheduling::usecases::access::KeyDirectory;
 use crate::scheduling::usecases::UseCases;
 use crate::scheduling::watch::EventHub;
 use crate::settings::ServeSettings;
@@ -41,6 +46,9 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS settings cannot be used, or plaintext was refused.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A server that is running. Dropping it does not stop it: call
@@ -92,6 +100,7 @@ pub async fn start_with_clock(
         .database_url
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
+    let tls = crate::tls::server_tls(settings)?;
     let db = Db::new(url, settings.db_pool_size)?;
     db.migrate().await?;
     let engine = Engine::new(db, registry, settings.engine(), clock);
@@ -108,6 +117,9 @@ pub async fn start_with_clock(
         .await;
     health_reporter
         .set_serving::<JobCatalogueServiceServer<CatalogueApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AccessServiceServer<AccessApi>>()
         .await;
 
     let reflection = || {
@@ -130,8 +142,17 @@ pub async fn start_with_clock(
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }
 
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        // Every call but health and reflection is authenticated here.
+        .layer(AuthLayer::new(
+            KeyDirectory::new(engine.db().clone()),
+            settings.limits(),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -141,7 +162,10 @@ pub async fn start_with_clock(
         .add_service(JobScheduleConfigServiceServer::new(ConfigApi::new(
             usecases.clone(),
         )))
-        .add_service(ExecutionServiceServer::new(ExecutionApi::new(usecases)));
+        .add_service(ExecutionServiceServer::new(ExecutionApi::new(
+            usecases.clone(),
+        )))
+        .add_service(AccessServiceServer::new(AccessApi::new(usecases)));
 
     let token = shutdown.clone();
     let task = tokio::spawn(async move {

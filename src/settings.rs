@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::scheduling::api::auth::Limits;
 use crate::scheduling::engine::EngineSettings;
 
 /// Settings of `allegro-scheduler serve`. Every flag has an environment
@@ -71,6 +72,27 @@ pub struct ServeSettings {
     /// Hours status events are kept for watchers to resume from.
     #[arg(long, env = "ALLEGRO_EVENT_RETENTION_HOURS", default_value_t = 24)]
     pub event_retention_hours: u64,
+    /// TLS: the server's certificate chain (PEM). With `--tls-key`.
+    #[arg(long, env = "ALLEGRO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the server's private key (PEM). With `--tls-cert`.
+    #[arg(long, env = "ALLEGRO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: CA certificates (PEM) of client certificates; when set, every
+    /// client must present a certificate signed by one of them.
+    #[arg(long, env = "ALLEGRO_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow listening without TLS on an address other than loopback.
+    #[arg(long, env = "ALLEGRO_INSECURE_PLAINTEXT", default_value_t = false)]
+    pub insecure_plaintext: bool,
+    /// Calls one API key may have in progress at once (status streams
+    /// excluded); past it, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ALLEGRO_MAX_REQUESTS_PER_KEY", default_value_t = 64)]
+    pub max_requests_per_key: usize,
+    /// Status streams one API key may have open at once; past it,
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ALLEGRO_MAX_STREAMS_PER_KEY", default_value_t = 16)]
+    pub max_streams_per_key: usize,
 }
 
 impl ServeSettings {
@@ -95,6 +117,20 @@ impl ServeSettings {
             standin_listen: "127.0.0.1:0".parse().expect("valid address"),
             demo_client: None,
             demo_accounts: 5000,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            insecure_plaintext: false,
+            max_requests_per_key: 64,
+            max_streams_per_key: 16,
+        }
+    }
+
+    /// The per-key abuse limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            requests_per_key: self.max_requests_per_key.max(1),
+            streams_per_key: self.max_streams_per_key.max(1),
         }
     }
 

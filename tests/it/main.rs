@@ -2,6 +2,7 @@
 //! copied from a migrated template) and the real gRPC server on a real
 //! socket.
 
+mod access;
 mod configs;
 mod daily_sequence;
 mod executions;
@@ -10,4 +11,5 @@ mod processes;
 mod scheduling;
 mod support;
 mod test_jobs;
+mod tls;
 mod watch;

@@ -38,7 +38,7 @@ async fn child_server() {
 
 struct ChildServer {
     child: Child,
-    channel: tonic::transport::Channel,
+    channel: KeyedChannel,
 }
 
 impl ChildServer {
@@ -77,22 +77,22 @@ impl ChildServer {
             .connect()
             .await
             .unwrap();
-        Self { child, channel }
+        let key = platform_key(database_url).await;
+        Self {
+            child,
+            channel: keyed(channel, &key),
+        }
     }
 
     fn configs(
         &self,
-    ) -> pb::job_schedule_config_service_client::JobScheduleConfigServiceClient<
-        tonic::transport::Channel,
-    > {
+    ) -> pb::job_schedule_config_service_client::JobScheduleConfigServiceClient<KeyedChannel> {
         pb::job_schedule_config_service_client::JobScheduleConfigServiceClient::new(
             self.channel.clone(),
         )
     }
 
-    fn executions(
-        &self,
-    ) -> pb::execution_service_client::ExecutionServiceClient<tonic::transport::Channel> {
+    fn executions(&self) -> pb::execution_service_client::ExecutionServiceClient<KeyedChannel> {
         pb::execution_service_client::ExecutionServiceClient::new(self.channel.clone())
     }
 

@@ -7,13 +7,18 @@ use std::sync::OnceLock;
 
 use allegro_scheduler::billing::core_aria::{CoreAriaClient, DEFAULT_CORE_ARIA_ENDPOINT};
 use allegro_scheduler::proto::v1 as pb;
+use allegro_scheduler::scheduling::api::bearer::BearerKey;
+use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::JobRegistry;
+use allegro_scheduler::scheduling::usecases::access::KeyRequest;
 use allegro_scheduler::server::{self, RunningServer};
 use allegro_scheduler::settings::ServeSettings;
+use pb::access_service_client::AccessServiceClient;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_catalogue_service_client::JobCatalogueServiceClient;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// The admin URL of the test PostgreSQL server.
@@ -213,11 +218,71 @@ pub async fn drop_database(url: &str) {
         .await;
 }
 
+/// Name of the key every test server's clients use: the actor the action
+/// history shows for their calls.
+pub const TEST_KEY_NAME: &str = "ops@aria";
+
+/// A channel that sends an API key with every call.
+pub type KeyedChannel = InterceptedService<Channel, BearerKey>;
+
+/// `channel` sending `key`.
+pub fn keyed(channel: Channel, key: &str) -> KeyedChannel {
+    InterceptedService::new(channel, BearerKey::new(key).expect("ASCII key"))
+}
+
+/// Writes a key straight into the database at `database_url` (as the
+/// `create-admin-key` command does); returns the key text.
+pub async fn issue_key(
+    database_url: &str,
+    name: &str,
+    role: Role,
+    managing_client: &str,
+    scope: ClientScope,
+    expire_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let db = allegro_scheduler::db::Db::new(database_url, 1).expect("pool");
+    let mut conn = db.conn().await.expect("connection");
+    allegro_scheduler::scheduling::usecases::access::issue_key(
+        &mut conn,
+        &KeyRequest {
+            client_id: managing_client.to_string(),
+            name: name.to_string(),
+            role,
+            scope,
+            expire_time,
+            created_by: "tests".to_string(),
+        },
+    )
+    .await
+    .expect("issue key")
+    .key
+}
+
+/// A platform admin key for every client, named [`TEST_KEY_NAME`] (managed
+/// by a client of its own, so several servers on one database each get one).
+pub async fn platform_key(database_url: &str) -> String {
+    let manager = format!("tests-{}", uuid::Uuid::new_v4().simple());
+    issue_key(
+        database_url,
+        TEST_KEY_NAME,
+        Role::Admin,
+        &manager,
+        ClientScope::All,
+        None,
+    )
+    .await
+}
+
 /// A test's server, its database and clients.
 pub struct TestServer {
     pub server: RunningServer,
     pub database_url: String,
-    pub channel: Channel,
+    /// Sends the platform admin key [`TestServer::key`] with every call.
+    pub channel: KeyedChannel,
+    /// Sends no key.
+    pub raw_channel: Channel,
+    /// A platform admin key for every client.
+    pub key: String,
     shutdown: CancellationToken,
     /// The database was made for this server alone ([`TestServer::start`]):
     /// stopping drops it. Servers started on a given URL leave it for the
@@ -276,30 +341,38 @@ impl TestServer {
         let server = server::start_with_clock(&settings, registry, clock, shutdown.clone())
             .await
             .expect("server starts");
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
+        let raw_channel = Channel::from_shared(format!("http://{}", server.addr))
             .unwrap()
             .connect()
             .await
             .expect("connect to server");
+        let database_url = settings.database_url.clone().unwrap();
+        let key = platform_key(&database_url).await;
         Self {
-            database_url: settings.database_url.clone().unwrap(),
+            database_url,
             server,
-            channel,
+            channel: keyed(raw_channel.clone(), &key),
+            raw_channel,
+            key,
             shutdown,
             owns_database: false,
         }
     }
 
-    pub fn configs(&self) -> JobScheduleConfigServiceClient<Channel> {
+    pub fn configs(&self) -> JobScheduleConfigServiceClient<KeyedChannel> {
         JobScheduleConfigServiceClient::new(self.channel.clone())
     }
 
-    pub fn executions(&self) -> ExecutionServiceClient<Channel> {
+    pub fn executions(&self) -> ExecutionServiceClient<KeyedChannel> {
         ExecutionServiceClient::new(self.channel.clone())
     }
 
-    pub fn catalogue(&self) -> JobCatalogueServiceClient<Channel> {
+    pub fn catalogue(&self) -> JobCatalogueServiceClient<KeyedChannel> {
         JobCatalogueServiceClient::new(self.channel.clone())
+    }
+
+    pub fn access(&self) -> AccessServiceClient<KeyedChannel> {
+        AccessServiceClient::new(self.channel.clone())
     }
 
     /// Graceful shutdown; the database goes too when the server owns it.

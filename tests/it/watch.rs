@@ -13,7 +13,7 @@ use crate::support::*;
 const DATE: &str = "2026-11-24";
 
 async fn watch(
-    fx_channel: &tonic::transport::Channel,
+    fx_channel: &KeyedChannel,
     config_id: &str,
     after: u64,
 ) -> Streaming<pb::WatchEvent> {
@@ -125,7 +125,7 @@ async fn a_watcher_sees_the_whole_life_in_order_and_can_resume_from_the_middle()
             "execution Pending/AwaitingTrigger",
             "job 2 Pending/Planning",
             "execution Pending/Running",
-            "action ActionTriggerJob by anonymous",
+            "action ActionTriggerJob by ops@aria",
             "job 2 Completed/Done",
             "execution Completed/Done",
         ]

@@ -5,7 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{config_input, config_to_proto, timestamp};
-use super::{client_id, page_token, uuid};
+use super::{authorized_client, page_token, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigService;
 use crate::scheduling::usecases::configurations::{ConfigCursor, ConfigUpdate};
@@ -30,8 +30,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::CreateJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config = req
             .config
             .ok_or_else(|| Error::invalid("config", "required: the configuration to create"))?;
@@ -51,8 +51,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::GetJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let config = self.usecases.get_config(&client, config_id).await?;
         Ok(Response::new(config_to_proto(&config)))
@@ -62,8 +62,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::ListJobScheduleConfigsRequest>,
     ) -> Result<Response<pb::ListJobScheduleConfigsResponse>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let limit = page_token::page_size("page_size", req.page_size, 50, 1000)?;
         let scope = ["ListJobScheduleConfigs", client.as_str()];
         let after: Option<ConfigCursor> =
@@ -85,8 +85,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::UpdateJobScheduleConfigRequest>,
     ) -> Result<Response<pb::JobScheduleConfig>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config = req
             .config
             .ok_or_else(|| Error::invalid("config", "required: the new values"))?;
@@ -104,8 +104,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::ListUpcomingRunsRequest>,
     ) -> Result<Response<pb::ListUpcomingRunsResponse>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let count = match req.count {
             0 => 10,
@@ -140,8 +140,8 @@ impl JobScheduleConfigService for ConfigApi {
         &self,
         request: Request<pb::DeleteJobScheduleConfigRequest>,
     ) -> Result<Response<()>, Status> {
-        let req = request.into_inner();
-        let client = client_id(&req.client_id)?;
+        let (_, extensions, req) = request.into_parts();
+        let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         self.usecases
             .delete_config(&client, config_id, &req.etag)

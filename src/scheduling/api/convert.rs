@@ -204,6 +204,7 @@ pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
         job_position: a.job_position,
         outcome: a.outcome.clone(),
         time: Some(timestamp(a.time)),
+        on_behalf_of: a.on_behalf_of.clone().unwrap_or_default(),
     }
 }
 

@@ -10,11 +10,11 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::watch_event::watch_event;
-use super::{actor, client_id, date, page_token, uuid};
+use super::{actor, authorized_client, date, page_token, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
 use crate::scheduling::usecases::execution_queries::ExecutionFilter;
-use crate::scheduling::usecases::{ActionOutcome, Actor, ExecutionKey, UseCases};
+use crate::scheduling::usecases::{ActionOutcome, ExecutionKey, UseCases};
 use crate::scheduling::watch::WatchScope;
 use crate::scheduling::Error;
 
@@ -33,23 +33,18 @@ impl ExecutionApi {
     }
 }
 
-/// Decodes the (client, config, date) every execution request carries.
-fn key(client: &str, config_id: &str, business_date: &str) -> Result<ExecutionKey, Error> {
+/// Decodes the (client, config, date) every execution request carries,
+/// the client checked against the calling key.
+fn key(
+    extensions: &tonic::Extensions,
+    client: &str,
+    config_id: &str,
+    business_date: &str,
+) -> Result<ExecutionKey, Error> {
     Ok(ExecutionKey {
-        client_id: client_id(client)?,
+        client_id: authorized_client(extensions, client)?,
         config_id: uuid("config_id", config_id)?,
         business_date: date("business_date", business_date)?,
-    })
-}
-
-/// Who acts (from the request) and why (its `reason` field).
-fn who<T>(request: &Request<T>, reason: &str) -> Result<Actor, Error> {
-    if reason.chars().count() > 1000 {
-        return Err(Error::invalid("reason", "at most 1000 characters"));
-    }
-    Ok(Actor {
-        actor: actor(request),
-        reason: reason.to_string(),
     })
 }
 
@@ -86,9 +81,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::WatchExecutionsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let r = request.into_inner();
+        let (_, extensions, r) = request.into_parts();
         let scope = WatchScope {
-            client_id: client_id(&r.client_id)?,
+            client_id: authorized_client(&extensions, &r.client_id)?,
             config_id: match r.config_id.as_str() {
                 "" => None,
                 id => Some(uuid("config_id", id)?),
@@ -106,9 +101,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::CreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let manual = &r.manual_job_positions;
         Ok(answer(
             self.usecases.create_execution(&actor, &key, manual).await?,
@@ -119,9 +114,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::RecreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let manual = &r.manual_job_positions;
         Ok(answer(
             self.usecases
@@ -134,9 +129,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ProcessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let manual = &r.manual_job_positions;
         Ok(answer(
             self.usecases
@@ -149,9 +144,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ReprocessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         Ok(answer(
             self.usecases.reprocess_execution(&actor, &key).await?,
         ))
@@ -161,9 +156,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ResetExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let cancel = r.cancel_in_flight;
         Ok(answer(
             self.usecases.reset_execution(&actor, &key, cancel).await?,
@@ -174,9 +169,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
             self.usecases.trigger_job(&actor, &key, position).await?,
@@ -187,9 +182,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let r = request.get_ref();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
-        let actor = who(&request, &r.reason)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let actor = actor(&extensions, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
             self.usecases.retry_job(&actor, &key, position).await?,
@@ -200,8 +195,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let r = request.into_inner();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let execution = self.usecases.get_execution(&key).await?;
         Ok(Response::new(convert::execution(&execution)))
     }
@@ -210,9 +205,9 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        let r = request.into_inner();
+        let (_, extensions, r) = request.into_parts();
         let filter = ExecutionFilter {
-            client_id: client_id(&r.client_id)?,
+            client_id: authorized_client(&extensions, &r.client_id)?,
             config_id: uuid("config_id", &r.config_id)?,
             start_date: optional_date("start_date", &r.start_date)?,
             end_date: optional_date("end_date", &r.end_date)?,
@@ -243,8 +238,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetJobStatsRequest>,
     ) -> Result<Response<pb::JobStats>, Status> {
-        let r = request.into_inner();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let job = self.usecases.job_stats(&key, r.position).await?;
         Ok(Response::new(convert::job_stats(&job)))
     }
@@ -253,8 +248,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListJobErrorCodesRequest>,
     ) -> Result<Response<pb::ListJobErrorCodesResponse>, Status> {
-        let r = request.into_inner();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let codes = self.usecases.job_error_codes(&key, r.position).await?;
         Ok(Response::new(pb::ListJobErrorCodesResponse {
             error_codes: codes.iter().map(convert::error_code_count).collect(),
@@ -265,8 +260,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListErroredWorkItemsRequest>,
     ) -> Result<Response<pb::ListErroredWorkItemsResponse>, Status> {
-        let r = request.into_inner();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let limit = page_token::page_size("page_size", r.page_size, 100, 1000)?;
         let position = r.position.to_string();
         let scope = [
@@ -299,8 +294,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListExecutionActionsRequest>,
     ) -> Result<Response<pb::ListExecutionActionsResponse>, Status> {
-        let r = request.into_inner();
-        let key = key(&r.client_id, &r.config_id, &r.business_date)?;
+        let (_, extensions, r) = request.into_parts();
+        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let actions = self.usecases.execution_actions(&key).await?;
         Ok(Response::new(pb::ListExecutionActionsResponse {
             actions: actions.iter().map(convert::action).collect(),

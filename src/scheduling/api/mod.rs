@@ -2,6 +2,9 @@
 //! one use case ([`crate::scheduling::usecases`]), and encodes the answer;
 //! errors become statuses in one place, [`status`].
 
+pub mod access;
+pub mod auth;
+pub mod bearer;
 pub mod catalogue;
 pub mod configs;
 pub mod convert;
@@ -13,13 +16,13 @@ pub mod watch_event;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
+use crate::scheduling::domain;
+use crate::scheduling::domain::access::{Caller, Role};
+use crate::scheduling::usecases::Actor;
 use crate::scheduling::Error;
 
 /// Longest accepted client identifier.
 pub const MAX_CLIENT_ID_LEN: usize = 100;
-
-/// Metadata key naming who acts (recorded with every execution action).
-pub const ACTOR_METADATA_KEY: &str = "x-actor";
 
 /// Validates the `client_id` every request carries: 1 to 100 characters of
 /// letters, digits, `-`, `_`, `.` and `:`.
@@ -71,15 +74,45 @@ pub fn date(field: &str, value: &str) -> Result<NaiveDate, Error> {
         })
 }
 
-/// Who is acting: the `x-actor` request metadata, else `anonymous`.
-pub fn actor<T>(request: &tonic::Request<T>) -> String {
-    request
-        .metadata()
-        .get(ACTOR_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().chars().take(200).collect::<String>())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
+/// The authenticated caller the authentication layer ([`auth`]) put in
+/// the request's extensions. PERMISSION_DENIED when there is none, which
+/// only a server assembled without the layer would do.
+pub fn caller(extensions: &tonic::Extensions) -> Result<&Caller, Error> {
+    extensions.get::<Caller>().ok_or_else(|| {
+        domain::Error::PermissionDenied {
+            reason: "NO_CALLER",
+            message: "no authenticated caller".into(),
+        }
+        .into()
+    })
+}
+
+/// The request's `client_id`, validated and checked against the calling
+/// key's clients: PERMISSION_DENIED when the key may not act for it. Every
+/// handler calls this before reading or writing anything.
+pub fn authorized_client(extensions: &tonic::Extensions, value: &str) -> Result<String, Error> {
+    let client = client_id(value)?;
+    caller(extensions)?
+        .may(&client, Role::Viewer)
+        .map_err(|denied| domain::Error::PermissionDenied {
+            reason: "CLIENT_NOT_ALLOWED",
+            message: denied.to_string(),
+        })?;
+    Ok(client)
+}
+
+/// Who acts, for the action history: the calling key's name, and whom it
+/// said it acts for beside it. Request metadata `x-actor` is not trusted.
+pub fn actor(extensions: &tonic::Extensions, reason: &str) -> Result<Actor, Error> {
+    if reason.chars().count() > 1000 {
+        return Err(Error::invalid("reason", "at most 1000 characters"));
+    }
+    let caller = caller(extensions)?;
+    Ok(Actor {
+        actor: caller.name.clone(),
+        on_behalf_of: caller.on_behalf_of.clone(),
+        reason: reason.to_string(),
+    })
 }
 
 #[cfg(test)]

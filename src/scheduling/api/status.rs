@@ -56,6 +56,11 @@ impl From<domain::Error> for Status {
                 message,
                 ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
             ),
+            Error::PermissionDenied { reason, .. } => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+            ),
             Error::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")

@@ -60,6 +60,15 @@ pub enum Error {
         /// Human-readable explanation.
         message: String,
     },
+    /// The calling key may not act for the named client, or its role is too
+    /// low for the call.
+    #[error("{message}")]
+    PermissionDenied {
+        /// Machine-readable reason, e.g. `CLIENT_NOT_ALLOWED`.
+        reason: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
     /// A bug or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),

@@ -22,6 +22,10 @@ pub struct ActionRecord {
     pub outcome: String,
     /// When, RFC 3339.
     pub time: chrono::DateTime<chrono::Utc>,
+    /// Whom the acting key said it acted for (`x-on-behalf-of`), beside
+    /// the key's name in `actor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// What changed.

@@ -1,5 +1,6 @@
 //! The pure core of the scheduler: rules and state, no I/O.
 
+pub mod access;
 pub mod calendar;
 pub mod config;
 pub mod drill_down;

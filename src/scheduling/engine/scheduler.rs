@@ -156,6 +156,7 @@ impl Engine {
         let jobs = execution::snapshot(&config.draft.jobs, &[])?;
         let actor = Actor {
             actor: SCHEDULER_ACTOR.to_string(),
+            on_behalf_of: None,
             reason: String::new(),
         };
         let client = config.client_id.clone();

@@ -13,8 +13,11 @@ use crate::scheduling::Error;
 /// Who acts and why; recorded with every action.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    /// Who acts: the caller's key name, or `scheduler`.
+    /// Who acts: the calling key's name, or `scheduler`.
     pub actor: String,
+    /// Whom the calling key said it acts for (`x-on-behalf-of`), recorded
+    /// beside its name.
+    pub on_behalf_of: Option<String>,
     /// The reason given.
     pub reason: String,
 }
@@ -55,6 +58,7 @@ pub async fn record(
         &NewAction {
             kind,
             actor: &actor.actor,
+            on_behalf_of: actor.on_behalf_of.as_deref(),
             reason: &actor.reason,
             job_position,
             outcome,

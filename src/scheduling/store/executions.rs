@@ -356,6 +356,8 @@ pub struct ActionRow {
     pub outcome: String,
     /// When.
     pub time: DateTime<Utc>,
+    /// Whom the key said it acted for.
+    pub on_behalf_of: Option<String>,
 }
 
 impl TryFrom<ActionRow> for ActionRecord {
@@ -370,6 +372,7 @@ impl TryFrom<ActionRow> for ActionRecord {
             job_position: r.job_position as u32,
             outcome: r.outcome,
             time: r.time,
+            on_behalf_of: r.on_behalf_of,
         })
     }
 }
@@ -379,8 +382,10 @@ impl TryFrom<ActionRow> for ActionRecord {
 pub struct NewAction<'a> {
     /// What was done.
     pub kind: ActionKind,
-    /// Who.
+    /// Who: the key's name, or `scheduler`.
     pub actor: &'a str,
+    /// Whom the key said it acted for.
+    pub on_behalf_of: Option<&'a str>,
     /// Why.
     pub reason: &'a str,
     /// Job position or 0.
@@ -403,6 +408,7 @@ pub async fn record_action(
             execution_actions::reason.eq(action.reason),
             execution_actions::job_position.eq(action.job_position as i32),
             execution_actions::outcome.eq(&action.outcome),
+            execution_actions::on_behalf_of.eq(action.on_behalf_of),
         ))
         .returning(ActionRow::as_returning())
         .get_result(conn)

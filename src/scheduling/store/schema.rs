@@ -26,6 +26,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (key_id) {
+        key_id -> Text,
+        client_id -> Text,
+        name -> Text,
+        role -> Text,
+        clients -> Nullable<Array<Text>>,
+        secret_hash -> Bytea,
+        created_by -> Text,
+        create_time -> Timestamptz,
+        expire_time -> Nullable<Timestamptz>,
+        revoke_time -> Nullable<Timestamptz>,
+        last_use_time -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     execution_actions (action_id) {
         action_id -> Int8,
         execution_id -> Uuid,
@@ -35,6 +51,7 @@ diesel::table! {
         job_position -> Int4,
         outcome -> Text,
         time -> Timestamptz,
+        on_behalf_of -> Nullable<Text>,
     }
 }
 
@@ -144,6 +161,7 @@ diesel::joinable!(executions -> job_schedule_configs (config_id));
 diesel::joinable!(job_runs -> executions (execution_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     batches,
     client_event_sequences,
     execution_actions,

@@ -9,11 +9,14 @@
 //!   Process, Trigger job; Retry job, Reprocess, Reset;
 //! - [`execution_queries`]: an execution, the list, job statistics and the
 //!   drill-down, the action history;
-//! - [`status_stream`]: a watcher's live stream.
+//! - [`status_stream`]: a watcher's live stream;
+//! - [`access`]: API keys (issue, list, revoke) and the key directory the
+//!   authentication layer reads.
 //!
 //! Inputs arrive parsed (ids, dates, drafts): a front end turns its request
 //! into these types and its errors come back as [`Error`].
 
+pub mod access;
 pub mod configurations;
 pub mod execution_actions;
 pub mod execution_queries;
