@@ -17,14 +17,14 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::BILLING;
+use super::catalogue::{CatalogueEntry, CatalogueJob, BILLING};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::ledger::rules::{anniversary_days_due_on, true_up_amount, AnniversaryDay};
 use crate::billing::ledger::store::{
     self as ledger, BillingInput, NewTransaction, PeriodRoll, TRUE_UP,
 };
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the account does not exist (any more).
@@ -164,18 +164,8 @@ fn bill_account(
 }
 
 #[async_trait]
-impl JobType for Billing {
-    fn name(&self) -> &str {
-        BILLING.name
-    }
-
-    fn description(&self) -> &str {
-        BILLING.description
-    }
-
-    fn work_item(&self) -> &str {
-        BILLING.work_item
-    }
+impl CatalogueJob for Billing {
+    const ENTRY: CatalogueEntry = BILLING;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let date = ctx.business_date;

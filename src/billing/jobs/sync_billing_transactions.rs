@@ -18,13 +18,13 @@ use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::SYNC_BILLING_TRANSACTIONS;
+use super::catalogue::{CatalogueEntry, CatalogueJob, SYNC_BILLING_TRANSACTIONS};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::core_aria::{CoreAriaClient, CoreError};
 use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync, SYNCED};
 use crate::proto::core_v1::CreateTrueUpOrderRequest;
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the TRUE_UP of the item does not exist.
@@ -76,18 +76,8 @@ fn order_request(client_id: &str, t: &TransactionToSync) -> CreateTrueUpOrderReq
 }
 
 #[async_trait]
-impl JobType for SyncBillingTransactions {
-    fn name(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.name
-    }
-
-    fn description(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.description
-    }
-
-    fn work_item(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.work_item
-    }
+impl CatalogueJob for SyncBillingTransactions {
+    const ENTRY: CatalogueEntry = SYNC_BILLING_TRANSACTIONS;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id) = (ctx.db.clone(), ctx.client_id.clone());

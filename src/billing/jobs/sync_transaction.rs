@@ -19,13 +19,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::SYNC_TRANSACTION;
+use super::catalogue::{CatalogueEntry, CatalogueJob, SYNC_TRANSACTION};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::core_aria::{CoreAriaClient, CoreError};
 use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync};
 use crate::proto::core_v1::UsageTransaction;
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// The JSON input of one SYNC_TRANSACTION work item (the account is the
@@ -73,18 +73,8 @@ pub(crate) fn to_core(t: &TransactionToSync) -> UsageTransaction {
 }
 
 #[async_trait]
-impl JobType for SyncTransaction {
-    fn name(&self) -> &str {
-        SYNC_TRANSACTION.name
-    }
-
-    fn description(&self) -> &str {
-        SYNC_TRANSACTION.description
-    }
-
-    fn work_item(&self) -> &str {
-        SYNC_TRANSACTION.work_item
-    }
+impl CatalogueJob for SyncTransaction {
+    const ENTRY: CatalogueEntry = SYNC_TRANSACTION;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id) = (ctx.db.clone(), ctx.client_id.clone());

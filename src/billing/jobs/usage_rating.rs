@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::BILLTIME_USAGE_RATING;
+use super::catalogue::{CatalogueEntry, CatalogueJob, BILLTIME_USAGE_RATING};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::ledger::rules::{select_tier, RateTier};
 use crate::billing::ledger::store::{
     self as ledger, NewTransaction, RatingInput, ServiceRating, USAGE_ADJ,
 };
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the bill unit of the item no longer exists, or its
@@ -155,18 +155,8 @@ fn rate_service(
 }
 
 #[async_trait]
-impl JobType for BilltimeUsageRating {
-    fn name(&self) -> &str {
-        BILLTIME_USAGE_RATING.name
-    }
-
-    fn description(&self) -> &str {
-        BILLTIME_USAGE_RATING.description
-    }
-
-    fn work_item(&self) -> &str {
-        BILLTIME_USAGE_RATING.work_item
-    }
+impl CatalogueJob for BilltimeUsageRating {
+    const ENTRY: CatalogueEntry = BILLTIME_USAGE_RATING;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id, date) = (ctx.db.clone(), ctx.client_id.clone(), ctx.business_date);

@@ -7,8 +7,11 @@
 use chrono::{Days, NaiveDate};
 
 use crate::billing::ledger::rules::{anniversary_days_due_on, AnniversaryDay};
-use crate::billing::ledger::store::{self as ledger, DemoLedgerSpec, LedgerCounts};
 use crate::db::{Db, DbError};
+
+pub mod store;
+
+use store::{DemoLedgerSpec, LedgerCounts};
 
 /// What [`load_demo_ledger`] loaded.
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ pub struct DemoLedger {
 /// currency (`RATE_SCHEDULE_NOT_FOUND`), a schedule with a tier gap
 /// (`TIER_GAP`) and accumulators that disagree with usage
 /// (`ACCUMULATOR_MISMATCH`), which rating reports on later dates. See
-/// [`ledger::load_demo_ledger`] for the exact rules.
+/// [`store::load_demo_ledger`] for the exact rules.
 pub async fn load_demo_ledger(
     db: &Db,
     client_id: &str,
@@ -61,7 +64,7 @@ pub async fn load_demo_ledger(
         due_days: due_days.iter().map(|&d| d as i16).collect(),
     };
     let mut conn = db.conn().await?;
-    let counts = ledger::load_demo_ledger(&mut conn, client_id, &spec).await?;
+    let counts = store::load_demo_ledger(&mut conn, client_id, &spec).await?;
     tracing::info!(
         client_id,
         %business_date,
