@@ -74,7 +74,12 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let standin_url = format!("http://{}", listener.local_addr().unwrap());
     let stop_standin = CancellationToken::new();
-    tokio::spawn(serve_standin(db.clone(), listener, stop_standin.clone()));
+    tokio::spawn(serve_standin(
+        db.clone(),
+        listener,
+        true,
+        stop_standin.clone(),
+    ));
     let registry =
         allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&standin_url).unwrap());
     let server = TestServer::start_with(test_settings(&url), registry).await;
@@ -97,6 +102,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .unwrap();
     control
         .set_faults(SetFaultsRequest {
+            client_id: "acme".into(),
             unavailable: false,
             reject_accounts: rejected
                 .iter()
@@ -150,6 +156,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     // Fix core Aria and retry: the schedule continues to BILLING.
     control
         .set_faults(SetFaultsRequest {
+            client_id: "acme".into(),
             unavailable: false,
             reject_accounts: HashMap::new(),
         })

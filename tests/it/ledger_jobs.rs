@@ -48,7 +48,7 @@ impl Ledger {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
+        tokio::spawn(serve_standin(db.clone(), listener, true, shutdown.clone()));
         let endpoint = format!("http://{addr}");
         let jobs = allegro_scheduler::billing::catalogue_registry(
             CoreAriaClient::lazy(&endpoint).unwrap(),
@@ -154,10 +154,11 @@ impl Ledger {
             .collect()
     }
 
-    async fn set_faults(&self, unavailable: bool, reject: &[(&str, &str)]) {
+    async fn set_faults(&self, client: &str, unavailable: bool, reject: &[(&str, &str)]) {
         self.control
             .clone()
             .set_faults(core::SetFaultsRequest {
+                client_id: client.into(),
                 unavailable,
                 reject_accounts: reject
                     .iter()
@@ -936,7 +937,7 @@ async fn sync_transaction_retry_after_core_unavailable_sends_each_key_once() {
     assert_eq!(items[0].payload["amount_minor"], 900);
 
     // Core down: the batch fails as a whole, the attempt is recorded.
-    l.set_faults(true, &[]).await;
+    l.set_faults(ACME, true, &[]).await;
     let err = l
         .process("SYNC_TRANSACTION", ACME, date, &items)
         .await
@@ -954,7 +955,7 @@ async fn sync_transaction_retry_after_core_unavailable_sends_each_key_once() {
     assert!(l.received(ACME).await.usage_transactions.is_empty());
 
     // Core back: the engine retries the same batch.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let outcomes = l
         .process("SYNC_TRANSACTION", ACME, date, &items)
         .await
@@ -1006,7 +1007,8 @@ async fn sync_transaction_passes_core_rejection_codes_through() {
     let l = Ledger::new().await;
     pending_usage(&l).await;
     let date = d(2027, 3, 15);
-    l.set_faults(false, &[("F2", "ACCOUNT_NOT_FOUND")]).await;
+    l.set_faults(ACME, false, &[("F2", "ACCOUNT_NOT_FOUND")])
+        .await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
     assert_eq!(
         codes(&outcomes),
@@ -1034,14 +1036,15 @@ async fn sync_transaction_passes_core_rejection_codes_through() {
     assert_eq!(received.rejections[0].error_code, "ACCOUNT_NOT_FOUND");
 
     // Resolved in core: the errored transaction is planned again and goes.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
     assert_eq!(codes(&outcomes), BTreeMap::from([("F2", "PROCESSED")]));
     assert_eq!(l.received(ACME).await.usage_transactions.len(), 3);
 
     // Keys core Aria accepted stay accepted: a replay for an account it now
     // rejects still gets the original result.
-    l.set_faults(false, &[("F1", "ACCOUNT_NOT_FOUND")]).await;
+    l.set_faults(ACME, false, &[("F1", "ACCOUNT_NOT_FOUND")])
+        .await;
     l.exec("UPDATE ledger.transactions SET sync_status = 'PENDING' WHERE account_id = 'F1'")
         .await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
@@ -1102,7 +1105,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
 
     // Core down: the batch fails; BILLING is unaffected and a retry of it
     // creates no second TRUE_UP.
-    l.set_faults(true, &[]).await;
+    l.set_faults(ACME, true, &[]).await;
     let err = l
         .process("SYNC_BILLING_TRANSACTIONS", ACME, date, &items)
         .await
@@ -1124,7 +1127,8 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // Core back, one account rejected by core: its code passes through.
-    l.set_faults(false, &[("M4-ROAM", "ACCOUNT_ON_HOLD")]).await;
+    l.set_faults(ACME, false, &[("M4-ROAM", "ACCOUNT_ON_HOLD")])
+        .await;
     let outcomes = l
         .process("SYNC_BILLING_TRANSACTIONS", ACME, date, &items)
         .await
@@ -1135,7 +1139,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // Resolved: Retry re-runs the errored item only.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let retry = l.plan("SYNC_BILLING_TRANSACTIONS", ACME, date).await;
     assert_eq!(retry.len(), 1);
     assert_eq!(
@@ -1166,7 +1170,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // A replay for an account core Aria now rejects: still the original.
-    l.set_faults(false, &[("M3-SHORT", "ACCOUNT_ON_HOLD")])
+    l.set_faults(ACME, false, &[("M3-SHORT", "ACCOUNT_ON_HOLD")])
         .await;
     l.exec(
         "UPDATE ledger.transactions SET sync_status = 'PENDING' \

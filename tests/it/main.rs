@@ -3,6 +3,7 @@
 //! socket.
 
 mod configs;
+mod core_standin;
 mod daily_sequence;
 mod executions;
 mod ledger_jobs;
