@@ -152,6 +152,17 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let items = fx.errored_items(2, "CORE_ACCOUNT_LOCKED", 100).await;
     let accounts: BTreeSet<String> = items.iter().map(|i| i.account_id.clone()).collect();
     assert_eq!(accounts, rejected.iter().cloned().collect::<BTreeSet<_>>());
+    // Each drill-down payload says which account and transactions the call
+    // sent.
+    for item in &items {
+        let payload: serde_json::Value = serde_json::from_str(&item.payload_json).unwrap();
+        assert_eq!(payload["account_id"], item.account_id.as_str(), "{payload}");
+        let ids = payload["transaction_ids"]
+            .as_array()
+            .expect("transaction ids");
+        assert!(!ids.is_empty(), "{payload}");
+        assert_eq!(payload["transactions"], ids.len(), "{payload}");
+    }
 
     // Fix core Aria and retry: the schedule continues to BILLING.
     control

@@ -841,6 +841,114 @@ async fn billing_trues_up_unmet_commitments_once() {
     assert_eq!(l.i64s(counts).await, [12_014_011]);
 }
 
+/// The planned item of `account`.
+fn item_of<'a>(items: &'a [WorkItem], account: &str) -> &'a WorkItem {
+    items
+        .iter()
+        .find(|i| i.account_id == account)
+        .unwrap_or_else(|| panic!("no item of {account}"))
+}
+
+#[tokio::test]
+async fn every_jobs_payload_carries_what_its_call_needs() {
+    let l = Ledger::new().await;
+    commitments(&l).await;
+    let date = d(2027, 3, 15);
+    let bu = l.bill_unit(ACME, "M3-SHORT", d(2027, 2, 15)).await.unwrap();
+    let m3b = l
+        .i64s("SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = 'm3b'")
+        .await[0];
+
+    // BILLTIME_USAGE_RATING: the bill unit, whose it is, and what prices it.
+    let items = l.plan("BILLTIME_USAGE_RATING", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M4-ROAM").payload,
+        serde_json::json!({
+            "account_id": "M4-ROAM",
+            "subscription_id": "S-M4-ROAM",
+            "bill_unit_id": l.bill_unit(ACME, "M4-ROAM", d(2027, 2, 15)).await.unwrap(),
+            "period_start": "2027-02-15",
+            "period_end": "2027-03-15",
+            "currency": "USD",
+            "plan_code": "STANDARD",
+            "services": ["ROAMING_MIN", "VOICE_MIN"],
+        })
+    );
+
+    // SYNC_TRANSACTION: the account's pending usage transactions, by id.
+    let items = l.plan("SYNC_TRANSACTION", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "account_id": "M3-SHORT",
+            "currency": "USD",
+            "transaction_ids": [m3b],
+            "through_transaction_id": m3b,
+            "transactions": 1,
+            "amount_minor": -600,
+        })
+    );
+
+    // BILLING: the account, and each active subscription's ending bill unit
+    // and commitment.
+    let items = l.plan("BILLING", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "account_id": "M3-SHORT",
+            "anniversary_day": 15,
+            "billing_date": "2027-03-15",
+            "currency": "USD",
+            "subscriptions": [{
+                "subscription_id": "S-M3-SHORT",
+                "bill_unit_id": bu,
+                "period_start": "2027-02-15",
+                "period_end": "2027-03-15",
+                "minimum_commitment_minor": 5000,
+            }],
+        })
+    );
+    assert_eq!(
+        item_of(&items, "M6-NOCOMMIT").payload["subscriptions"][0]["minimum_commitment_minor"],
+        serde_json::Value::Null
+    );
+    // Processing reads the ledger, not the payload: items planned with the
+    // earlier, shorter payload are billed the same.
+    let legacy: Vec<WorkItem> = items
+        .iter()
+        .map(|i| WorkItem {
+            payload: serde_json::json!({"anniversary_day": 15, "billing_date": "2027-03-15"}),
+            ..i.clone()
+        })
+        .collect();
+    let outcomes = l.process("BILLING", ACME, date, &legacy).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == ItemOutcome::Processed));
+
+    // SYNC_BILLING_TRANSACTIONS: the TRUE_UP and everything its order says.
+    let true_up = l
+        .i64s(&format!(
+            "SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = 'TRUE_UP:BU{bu}'"
+        ))
+        .await[0];
+    let items = l.plan("SYNC_BILLING_TRANSACTIONS", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "transaction_id": true_up,
+            "idempotency_key": format!("TRUE_UP:BU{bu}"),
+            "account_id": "M3-SHORT",
+            "subscription_id": "S-M3-SHORT",
+            "bill_unit_id": bu,
+            "amount_minor": 2600,
+            "currency": "USD",
+            "period_start": "2027-02-15",
+            "period_end": "2027-03-15",
+            "minimum_commitment_minor": 5000,
+            "eligible_usage_minor": 2400,
+        })
+    );
+}
+
 #[tokio::test]
 async fn billing_reports_accounts_it_cannot_bill() {
     let l = Ledger::new().await;

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -33,17 +34,41 @@ pub const TRANSACTION_NOT_FOUND: &str = "TRANSACTION_NOT_FOUND";
 /// True-up orders in flight at once within one batch.
 const CONCURRENT_CALLS: usize = 16;
 
-/// The JSON input of one SYNC_BILLING_TRANSACTIONS work item.
+/// The JSON input of one SYNC_BILLING_TRANSACTIONS work item: the TRUE_UP
+/// and what its true-up order says. Processing reads the TRUE_UP from the
+/// ledger by id; fields added after the first release default when absent,
+/// so items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrueUpSyncPayload {
     /// The TRUE_UP transaction.
     pub transaction_id: i64,
     /// Its idempotency key.
     pub idempotency_key: String,
+    /// The account invoiced.
+    #[serde(default)]
+    pub account_id: String,
+    /// The subscription trued up.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// The bill unit (period) trued up.
+    #[serde(default)]
+    pub bill_unit_id: Option<i64>,
     /// Its amount, in minor units.
     pub amount_minor: i64,
     /// Its currency.
     pub currency: String,
+    /// The period's first date.
+    #[serde(default)]
+    pub period_start: Option<NaiveDate>,
+    /// The period's end (exclusive).
+    #[serde(default)]
+    pub period_end: Option<NaiveDate>,
+    /// The period's minimum commitment, in minor units.
+    #[serde(default)]
+    pub minimum_commitment_minor: Option<i64>,
+    /// The period's usage eligible for it, in minor units.
+    #[serde(default)]
+    pub eligible_usage_minor: Option<i64>,
 }
 
 /// The SYNC_BILLING_TRANSACTIONS job.
@@ -96,8 +121,15 @@ impl CatalogueJob for SyncBillingTransactions {
                         payload: to_payload(&TrueUpSyncPayload {
                             transaction_id: r.transaction_id,
                             idempotency_key: r.idempotency_key,
+                            account_id: r.account_id.clone(),
+                            subscription_id: r.subscription_id,
+                            bill_unit_id: r.bill_unit_id,
                             amount_minor: r.amount_minor,
                             currency: r.currency,
+                            period_start: r.period_start,
+                            period_end: r.period_end,
+                            minimum_commitment_minor: r.minimum_commitment_minor,
+                            eligible_usage_minor: r.eligible_usage_minor,
                         }),
                         account_id: r.account_id,
                     })

@@ -28,12 +28,22 @@ use crate::scheduling::job::{
     ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
-/// The JSON input of one SYNC_TRANSACTION work item (the account is the
-/// item's account).
+/// The JSON input of one SYNC_TRANSACTION work item: the account's
+/// transactions to send. Processing sends the account's unsynchronized
+/// transactions in `currency` up to `through_transaction_id`, read from the
+/// ledger; the ids listed are those pending when planned, for
+/// troubleshooting. Fields added after the first release default when
+/// absent, so items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncTransactionPayload {
+    /// The account (also the item's account).
+    #[serde(default)]
+    pub account_id: String,
     /// The currency of the aggregation.
     pub currency: String,
+    /// The ids of the transactions pending when planned, in order.
+    #[serde(default)]
+    pub transaction_ids: Vec<i64>,
     /// The item covers the account's unsynchronized transactions in the
     /// currency up to this id.
     pub through_transaction_id: i64,
@@ -97,7 +107,9 @@ impl CatalogueJob for SyncTransaction {
                     .into_iter()
                     .map(|r| PlannedItem {
                         payload: to_payload(&SyncTransactionPayload {
+                            account_id: r.account_id.clone(),
                             currency: r.currency,
+                            transaction_ids: r.transaction_ids,
                             through_transaction_id: r.through_transaction_id,
                             transactions: r.transactions,
                             amount_minor: r.amount_minor,

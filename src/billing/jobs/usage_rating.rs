@@ -35,9 +35,16 @@ pub const RATE_SCHEDULE_NOT_FOUND: &str = "RATE_SCHEDULE_NOT_FOUND";
 /// Error code: the accumulator is missing or disagrees with the usage.
 pub const ACCUMULATOR_MISMATCH: &str = "ACCUMULATOR_MISMATCH";
 
-/// The JSON input of one BILLTIME_USAGE_RATING work item.
+/// The JSON input of one BILLTIME_USAGE_RATING work item: the bill unit to
+/// re-rate and, for whoever troubleshoots it, whose it is and what prices
+/// it. Processing reads the bill unit's usage, balances and rates from the
+/// ledger; fields added after the first release default when absent, so
+/// items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RatingPayload {
+    /// The account billed.
+    #[serde(default)]
+    pub account_id: String,
     /// The subscription.
     pub subscription_id: String,
     /// The bill unit to re-rate.
@@ -46,6 +53,15 @@ pub struct RatingPayload {
     pub period_start: NaiveDate,
     /// Its end (exclusive): the business date.
     pub period_end: NaiveDate,
+    /// The account's currency, which picks the rate schedule.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The subscription's plan, which picks the rate schedule.
+    #[serde(default)]
+    pub plan_code: Option<String>,
+    /// The recurring services re-rated.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// The BILLTIME_USAGE_RATING job.
@@ -178,10 +194,14 @@ impl CatalogueJob for BilltimeUsageRating {
                     .into_iter()
                     .map(|r| PlannedItem {
                         payload: to_payload(&RatingPayload {
+                            account_id: r.account_id.clone(),
                             subscription_id: r.subscription_id,
                             bill_unit_id: r.bill_unit_id,
                             period_start: r.period_start,
                             period_end: r.period_end,
+                            currency: r.currency,
+                            plan_code: r.plan_code,
+                            services: r.services,
                         }),
                         account_id: r.account_id,
                     })

@@ -2,7 +2,7 @@
 //! account's billing inputs, and the period rolls and true-ups of a batch.
 
 use chrono::NaiveDate;
-use diesel::sql_types::{Array, BigInt, Bool, Date, Nullable, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Jsonb, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -18,26 +18,68 @@ pub struct DueAccount {
     /// Its anniversary day.
     #[diesel(sql_type = SmallInt)]
     pub anniversary_day: i16,
+    /// Its currency.
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    /// Its active subscriptions, for the payload: a JSON array of
+    /// [`DueSubscription`]s.
+    #[diesel(sql_type = Jsonb)]
+    pub subscriptions: serde_json::Value,
+}
+
+/// An active subscription of a due account, as planned: the bill unit that
+/// ends on the billing date (if any) and the commitment it is held to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DueSubscription {
+    /// The subscription.
+    pub subscription_id: String,
+    /// Its bill unit ending on the billing date.
+    pub bill_unit_id: Option<i64>,
+    /// That bill unit's first date.
+    pub period_start: Option<NaiveDate>,
+    /// That bill unit's end (exclusive): the billing date.
+    pub period_end: Option<NaiveDate>,
+    /// The minimum commitment per period, in minor units.
+    pub minimum_commitment_minor: Option<i64>,
 }
 
 /// Up to `limit` accounts not CLOSED whose anniversary day is in
 /// `first_day..=last_day`, after `after` in (anniversary day, account)
-/// order: a range scan of `accounts_due_idx`.
+/// order: a range scan of `accounts_due_idx`, with each account's active
+/// subscriptions and their bill units ending on `date` (key lookups per
+/// account) for the work item's payload.
 pub async fn accounts_due(
     conn: &mut AsyncPgConnection,
     client_id: &str,
     first_day: i16,
     last_day: i16,
+    date: NaiveDate,
     after: Option<(i16, &str)>,
     limit: i64,
 ) -> Result<Vec<DueAccount>, DbError> {
     let (day, account) = after.unwrap_or((0, ""));
     Ok(diesel::sql_query(
-        "SELECT account_id, anniversary_day FROM ledger.accounts \
-         WHERE client_id = $1 AND status <> 'CLOSED' \
-           AND anniversary_day BETWEEN $2 AND $3 \
-           AND (anniversary_day, account_id) > ($4, $5) \
-         ORDER BY anniversary_day, account_id LIMIT $6",
+        "SELECT a.account_id, a.anniversary_day, a.currency, \
+                COALESCE(s.subscriptions, '[]'::jsonb) AS subscriptions \
+         FROM ledger.accounts a \
+         LEFT JOIN LATERAL ( \
+             SELECT jsonb_agg(jsonb_build_object( \
+                        'subscription_id', s.subscription_id, \
+                        'bill_unit_id', bu.bill_unit_id, \
+                        'period_start', bu.period_start, \
+                        'period_end', bu.period_end, \
+                        'minimum_commitment_minor', s.minimum_commitment_minor) \
+                    ORDER BY s.subscription_id) AS subscriptions \
+             FROM ledger.subscriptions s \
+             LEFT JOIN ledger.bill_units bu \
+               ON bu.client_id = s.client_id AND bu.subscription_id = s.subscription_id \
+              AND bu.period_end = $7 \
+             WHERE s.client_id = a.client_id AND s.account_id = a.account_id \
+               AND s.status = 'ACTIVE') s ON true \
+         WHERE a.client_id = $1 AND a.status <> 'CLOSED' \
+           AND a.anniversary_day BETWEEN $2 AND $3 \
+           AND (a.anniversary_day, a.account_id) > ($4, $5) \
+         ORDER BY a.anniversary_day, a.account_id LIMIT $6",
     )
     .bind::<Text, _>(client_id.to_string())
     .bind::<SmallInt, _>(first_day)
@@ -45,6 +87,7 @@ pub async fn accounts_due(
     .bind::<SmallInt, _>(day)
     .bind::<Text, _>(account.to_string())
     .bind::<BigInt, _>(limit)
+    .bind::<Date, _>(date)
     .load(conn)
     .await?)
 }

@@ -14,7 +14,7 @@ pub mod transactions;
 
 pub use billing::{
     accounts_due, apply_billing, billing_inputs, BillingApplied, BillingInput, DueAccount,
-    PeriodRoll,
+    DueSubscription, PeriodRoll,
 };
 pub use rating::{
     bill_units_ending_on, rate_tiers, rating_inputs, record_rating, BillUnitEnding, RateTierRow,

@@ -28,10 +28,21 @@ pub struct BillUnitEnding {
     /// First date after the period.
     #[diesel(sql_type = Date)]
     pub period_end: NaiveDate,
+    /// The account's currency (`None` if the account is missing).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub currency: Option<String>,
+    /// The subscription's plan (`None` if the subscription is missing).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub plan_code: Option<String>,
+    /// The subscription's recurring services, in order: what is re-rated.
+    #[diesel(sql_type = Array<Text>)]
+    pub services: Vec<String>,
 }
 
 /// Up to `limit` bill units whose period ends on `period_end`, in
-/// (account, bill unit) order after `after`. An index range scan.
+/// (account, bill unit) order after `after`, with the account's currency,
+/// the plan and the services that price them (for the work item's
+/// payload). An index range scan, and key lookups per bill unit.
 pub async fn bill_units_ending_on(
     conn: &mut AsyncPgConnection,
     client_id: &str,
@@ -39,12 +50,22 @@ pub async fn bill_units_ending_on(
     after: Option<(&str, i64)>,
     limit: i64,
 ) -> Result<Vec<BillUnitEnding>, DbError> {
-    let select = "SELECT bill_unit_id, subscription_id, account_id, period_start, period_end \
-                  FROM ledger.bill_units WHERE client_id = $1 AND period_end = $2";
+    let select = "SELECT bu.bill_unit_id, bu.subscription_id, bu.account_id, bu.period_start, \
+                         bu.period_end, a.currency, s.plan_code, \
+                         ARRAY(SELECT ss.service_id FROM ledger.subscription_services ss \
+                               WHERE ss.client_id = bu.client_id \
+                                 AND ss.subscription_id = bu.subscription_id \
+                               ORDER BY ss.service_id) AS services \
+                  FROM ledger.bill_units bu \
+                  LEFT JOIN ledger.accounts a \
+                    ON a.client_id = bu.client_id AND a.account_id = bu.account_id \
+                  LEFT JOIN ledger.subscriptions s \
+                    ON s.client_id = bu.client_id AND s.subscription_id = bu.subscription_id \
+                  WHERE bu.client_id = $1 AND bu.period_end = $2";
     let rows = match after {
         None => {
             diesel::sql_query(format!(
-                "{select} ORDER BY account_id, bill_unit_id LIMIT $3"
+                "{select} ORDER BY bu.account_id, bu.bill_unit_id LIMIT $3"
             ))
             .bind::<Text, _>(client_id.to_string())
             .bind::<Date, _>(period_end)
@@ -54,8 +75,8 @@ pub async fn bill_units_ending_on(
         }
         Some((account_id, bill_unit_id)) => {
             diesel::sql_query(format!(
-                "{select} AND (account_id, bill_unit_id) > ($3, $4) \
-                 ORDER BY account_id, bill_unit_id LIMIT $5"
+                "{select} AND (bu.account_id, bu.bill_unit_id) > ($3, $4) \
+                 ORDER BY bu.account_id, bu.bill_unit_id LIMIT $5"
             ))
             .bind::<Text, _>(client_id.to_string())
             .bind::<Date, _>(period_end)

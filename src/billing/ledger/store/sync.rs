@@ -22,6 +22,9 @@ pub struct UnsyncedUsage {
     /// How many transactions.
     #[diesel(sql_type = BigInt)]
     pub transactions: i64,
+    /// Their ids, in order: what the item sends (for the payload).
+    #[diesel(sql_type = Array<BigInt>)]
+    pub transaction_ids: Vec<i64>,
     /// The highest transaction id among them: the item covers up to it.
     #[diesel(sql_type = BigInt)]
     pub through_transaction_id: i64,
@@ -45,6 +48,7 @@ pub async fn unsynced_usage_by_account(
     };
     let sql = format!(
         "SELECT account_id, currency, count(*)::bigint AS transactions, \
+                array_agg(transaction_id ORDER BY transaction_id) AS transaction_ids, \
                 max(transaction_id) AS through_transaction_id, \
                 sum(amount_minor)::bigint AS amount_minor \
          FROM ledger.transactions \
@@ -154,6 +158,12 @@ pub struct UnsyncedTrueUp {
     /// The account.
     #[diesel(sql_type = Text)]
     pub account_id: String,
+    /// The subscription trued up.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subscription_id: Option<String>,
+    /// The bill unit (period) trued up.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub bill_unit_id: Option<i64>,
     /// Amount in minor units.
     #[diesel(sql_type = BigInt)]
     pub amount_minor: i64,
@@ -163,10 +173,23 @@ pub struct UnsyncedTrueUp {
     /// Its idempotency key.
     #[diesel(sql_type = Text)]
     pub idempotency_key: String,
+    /// The period's first date.
+    #[diesel(sql_type = Nullable<Date>)]
+    pub period_start: Option<NaiveDate>,
+    /// The period's end (exclusive).
+    #[diesel(sql_type = Nullable<Date>)]
+    pub period_end: Option<NaiveDate>,
+    /// The commitment, from the transaction's detail.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub minimum_commitment_minor: Option<i64>,
+    /// The eligible usage it fell short of, from the detail.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub eligible_usage_minor: Option<i64>,
 }
 
 /// Up to `limit` unsynchronized TRUE_UP transactions with an id above
-/// `after_id`, from the partial index of unsynchronized true-ups.
+/// `after_id`, from the partial index of unsynchronized true-ups, with
+/// their period and the amounts the order carries (for the payload).
 pub async fn unsynced_true_ups(
     conn: &mut AsyncPgConnection,
     client_id: &str,
@@ -174,11 +197,16 @@ pub async fn unsynced_true_ups(
     limit: i64,
 ) -> Result<Vec<UnsyncedTrueUp>, DbError> {
     Ok(diesel::sql_query(
-        "SELECT transaction_id, account_id, amount_minor, currency, idempotency_key \
-         FROM ledger.transactions \
-         WHERE client_id = $1 AND sync_status <> 'SYNCED' AND transaction_type = 'TRUE_UP' \
-           AND transaction_id > $2 \
-         ORDER BY transaction_id LIMIT $3",
+        "SELECT t.transaction_id, t.account_id, t.subscription_id, t.bill_unit_id, \
+                t.amount_minor, t.currency, t.idempotency_key, bu.period_start, bu.period_end, \
+                (t.detail->>'minimum_commitment_minor')::bigint AS minimum_commitment_minor, \
+                (t.detail->>'eligible_usage_minor')::bigint AS eligible_usage_minor \
+         FROM ledger.transactions t \
+         LEFT JOIN ledger.bill_units bu \
+           ON bu.client_id = t.client_id AND bu.bill_unit_id = t.bill_unit_id \
+         WHERE t.client_id = $1 AND t.sync_status <> 'SYNCED' AND t.transaction_type = 'TRUE_UP' \
+           AND t.transaction_id > $2 \
+         ORDER BY t.transaction_id LIMIT $3",
     )
     .bind::<Text, _>(client_id.to_string())
     .bind::<BigInt, _>(after_id)
