@@ -1340,6 +1340,42 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
         .unwrap();
     assert_eq!(demo.counts.accounts, 4000);
     assert_eq!(demo.due_days, [28, 29, 30, 31]);
+    // Every reference holds, though the loader may skip the checks.
+    let orphans = l
+        .i64s(
+            "SELECT (SELECT count(*) FROM ledger.subscriptions s WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.accounts a \
+                        WHERE a.client_id = s.client_id AND a.account_id = s.account_id)) \
+                  + (SELECT count(*) FROM ledger.subscription_services ss WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscriptions s WHERE s.client_id = ss.client_id \
+                        AND s.subscription_id = ss.subscription_id) OR NOT EXISTS \
+                       (SELECT 1 FROM ledger.services v WHERE v.client_id = ss.client_id \
+                        AND v.service_id = ss.service_id)) \
+                  + (SELECT count(*) FROM ledger.bill_units bu WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscriptions s WHERE s.client_id = bu.client_id \
+                        AND s.subscription_id = bu.subscription_id \
+                        AND s.account_id = bu.account_id)) \
+                  + (SELECT count(*) FROM ledger.usage_records ur WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.bill_units bu WHERE bu.client_id = ur.client_id \
+                        AND bu.bill_unit_id = ur.bill_unit_id \
+                        AND bu.subscription_id = ur.subscription_id) OR NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscription_services ss \
+                        WHERE ss.client_id = ur.client_id \
+                        AND ss.subscription_id = ur.subscription_id \
+                        AND ss.service_id = ur.service_id)) \
+                  + (SELECT count(*) FROM ledger.balances b WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.bill_units bu WHERE bu.client_id = b.client_id \
+                        AND bu.bill_unit_id = b.bill_unit_id)) \
+                  + (SELECT count(*) FROM ledger.transactions t WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.accounts a \
+                        WHERE a.client_id = t.client_id AND a.account_id = t.account_id)) \
+                  + (SELECT count(*) FROM ledger.rate_tiers rt WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.rate_schedules rs WHERE rs.client_id = rt.client_id \
+                        AND rs.plan_code = rt.plan_code AND rs.service_id = rt.service_id \
+                        AND rs.currency = rt.currency))",
+        )
+        .await;
+    assert_eq!(orphans, [0], "rows whose reference is missing");
     // Every day 1 to 31 has accounts.
     assert_eq!(
         l.i64s("SELECT count(DISTINCT anniversary_day) FROM ledger.accounts")
@@ -1391,4 +1427,30 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
             "TIER_GAP"
         ]
     );
+}
+
+/// How long loading the demo ledger takes: `ALLEGRO_DEMO_TIMING_ACCOUNTS`
+/// accounts (default 100,000). Run it with
+/// `bash scripts/test.sh --test it -- --ignored demo_ledger_load_timing --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn demo_ledger_load_timing() {
+    init_tracing();
+    let accounts: usize = std::env::var("ALLEGRO_DEMO_TIMING_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let l = Ledger::new().await;
+    let started = std::time::Instant::now();
+    let demo =
+        allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, accounts, d(2027, 2, 28))
+            .await
+            .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "demo ledger: {accounts} accounts in {seconds:.1} s ({:.0} accounts/s); {:?}",
+        accounts as f64 / seconds,
+        demo.counts
+    );
+    assert_eq!(demo.counts.accounts as usize, accounts);
 }
