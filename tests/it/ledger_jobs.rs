@@ -1453,4 +1453,13 @@ async fn demo_ledger_load_timing() {
         demo.counts
     );
     assert_eq!(demo.counts.accounts as usize, accounts);
+    for job in ["BILLTIME_USAGE_RATING", "SYNC_TRANSACTION", "BILLING"] {
+        let started = std::time::Instant::now();
+        let items = l.plan(job, ACME, d(2027, 2, 28)).await;
+        println!(
+            "{job}: {} items planned in {:.2} s",
+            items.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
