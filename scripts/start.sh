@@ -13,6 +13,9 @@ if [ -z "${DATABASE_URL:-}" ]; then
     # The embedded default is a development setup: give it a demo client
     # with a ledger and a DAILY schedule (set ALLEGRO_DEMO_CLIENT= to skip).
     export ALLEGRO_DEMO_CLIENT="${ALLEGRO_DEMO_CLIENT-demo}"
+    # Development setup: the in-process stand-in core serves its control
+    # service (fault injection) too.
+    export ALLEGRO_STANDIN_CONTROL="${ALLEGRO_STANDIN_CONTROL-true}"
 fi
 [ -z "${ALLEGRO_DEMO_CLIENT:-}" ] && unset ALLEGRO_DEMO_CLIENT
 if [ -z "${DATABASE_URL:-}" ] && [ -n "${ALLEGRO_DEMO_CLIENT:-}" ]; then

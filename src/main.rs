@@ -105,7 +105,12 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
             let listener = tokio::net::TcpListener::bind(settings.standin_listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "starting the stand-in core Aria in-process");
-            tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
+            tokio::spawn(serve_standin(
+                db.clone(),
+                listener,
+                settings.standin_control,
+                shutdown.clone(),
+            ));
             format!("http://{addr}")
         }
     };

@@ -62,6 +62,12 @@ pub struct ServeSettings {
         default_value = "127.0.0.1:50052"
     )]
     pub standin_listen: SocketAddr,
+    /// Serve the in-process stand-in core's control service (fault
+    /// injection, read-back of what it received): a development tool, off
+    /// unless asked for (`scripts/start.sh` turns it on for the embedded
+    /// default). It carries no authentication of its own.
+    #[arg(long, env = "ALLEGRO_STANDIN_CONTROL")]
+    pub standin_control: bool,
     /// When set, and that client has no configuration yet, load a demo
     /// ledger for it and create its DAILY schedule at startup.
     #[arg(long, env = "ALLEGRO_DEMO_CLIENT")]
@@ -115,6 +121,7 @@ impl ServeSettings {
             event_retention_hours: 24,
             core_aria_url: None,
             standin_listen: "127.0.0.1:0".parse().expect("valid address"),
+            standin_control: false,
             demo_client: None,
             demo_accounts: 5000,
             tls_cert: None,

@@ -74,7 +74,12 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let standin_url = format!("http://{}", listener.local_addr().unwrap());
     let stop_standin = CancellationToken::new();
-    tokio::spawn(serve_standin(db.clone(), listener, stop_standin.clone()));
+    tokio::spawn(serve_standin(
+        db.clone(),
+        listener,
+        true,
+        stop_standin.clone(),
+    ));
     let registry =
         allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&standin_url).unwrap());
     let server = TestServer::start_with(test_settings(&url), registry).await;
@@ -97,6 +102,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .unwrap();
     control
         .set_faults(SetFaultsRequest {
+            client_id: "acme".into(),
             unavailable: false,
             reject_accounts: rejected
                 .iter()
@@ -146,10 +152,22 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let items = fx.errored_items(2, "CORE_ACCOUNT_LOCKED", 100).await;
     let accounts: BTreeSet<String> = items.iter().map(|i| i.account_id.clone()).collect();
     assert_eq!(accounts, rejected.iter().cloned().collect::<BTreeSet<_>>());
+    // Each drill-down payload says which account and transactions the call
+    // sent.
+    for item in &items {
+        let payload: serde_json::Value = serde_json::from_str(&item.payload_json).unwrap();
+        assert_eq!(payload["account_id"], item.account_id.as_str(), "{payload}");
+        let ids = payload["transaction_ids"]
+            .as_array()
+            .expect("transaction ids");
+        assert!(!ids.is_empty(), "{payload}");
+        assert_eq!(payload["transactions"], ids.len(), "{payload}");
+    }
 
     // Fix core Aria and retry: the schedule continues to BILLING.
     control
         .set_faults(SetFaultsRequest {
+            client_id: "acme".into(),
             unavailable: false,
             reject_accounts: HashMap::new(),
         })

@@ -48,7 +48,7 @@ impl Ledger {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
+        tokio::spawn(serve_standin(db.clone(), listener, true, shutdown.clone()));
         let endpoint = format!("http://{addr}");
         let jobs = allegro_scheduler::billing::catalogue_registry(
             CoreAriaClient::lazy(&endpoint).unwrap(),
@@ -154,10 +154,11 @@ impl Ledger {
             .collect()
     }
 
-    async fn set_faults(&self, unavailable: bool, reject: &[(&str, &str)]) {
+    async fn set_faults(&self, client: &str, unavailable: bool, reject: &[(&str, &str)]) {
         self.control
             .clone()
             .set_faults(core::SetFaultsRequest {
+                client_id: client.into(),
                 unavailable,
                 reject_accounts: reject
                     .iter()
@@ -840,6 +841,114 @@ async fn billing_trues_up_unmet_commitments_once() {
     assert_eq!(l.i64s(counts).await, [12_014_011]);
 }
 
+/// The planned item of `account`.
+fn item_of<'a>(items: &'a [WorkItem], account: &str) -> &'a WorkItem {
+    items
+        .iter()
+        .find(|i| i.account_id == account)
+        .unwrap_or_else(|| panic!("no item of {account}"))
+}
+
+#[tokio::test]
+async fn every_jobs_payload_carries_what_its_call_needs() {
+    let l = Ledger::new().await;
+    commitments(&l).await;
+    let date = d(2027, 3, 15);
+    let bu = l.bill_unit(ACME, "M3-SHORT", d(2027, 2, 15)).await.unwrap();
+    let m3b = l
+        .i64s("SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = 'm3b'")
+        .await[0];
+
+    // BILLTIME_USAGE_RATING: the bill unit, whose it is, and what prices it.
+    let items = l.plan("BILLTIME_USAGE_RATING", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M4-ROAM").payload,
+        serde_json::json!({
+            "account_id": "M4-ROAM",
+            "subscription_id": "S-M4-ROAM",
+            "bill_unit_id": l.bill_unit(ACME, "M4-ROAM", d(2027, 2, 15)).await.unwrap(),
+            "period_start": "2027-02-15",
+            "period_end": "2027-03-15",
+            "currency": "USD",
+            "plan_code": "STANDARD",
+            "services": ["ROAMING_MIN", "VOICE_MIN"],
+        })
+    );
+
+    // SYNC_TRANSACTION: the account's pending usage transactions, by id.
+    let items = l.plan("SYNC_TRANSACTION", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "account_id": "M3-SHORT",
+            "currency": "USD",
+            "transaction_ids": [m3b],
+            "through_transaction_id": m3b,
+            "transactions": 1,
+            "amount_minor": -600,
+        })
+    );
+
+    // BILLING: the account, and each active subscription's ending bill unit
+    // and commitment.
+    let items = l.plan("BILLING", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "account_id": "M3-SHORT",
+            "anniversary_day": 15,
+            "billing_date": "2027-03-15",
+            "currency": "USD",
+            "subscriptions": [{
+                "subscription_id": "S-M3-SHORT",
+                "bill_unit_id": bu,
+                "period_start": "2027-02-15",
+                "period_end": "2027-03-15",
+                "minimum_commitment_minor": 5000,
+            }],
+        })
+    );
+    assert_eq!(
+        item_of(&items, "M6-NOCOMMIT").payload["subscriptions"][0]["minimum_commitment_minor"],
+        serde_json::Value::Null
+    );
+    // Processing reads the ledger, not the payload: items planned with the
+    // earlier, shorter payload are billed the same.
+    let legacy: Vec<WorkItem> = items
+        .iter()
+        .map(|i| WorkItem {
+            payload: serde_json::json!({"anniversary_day": 15, "billing_date": "2027-03-15"}),
+            ..i.clone()
+        })
+        .collect();
+    let outcomes = l.process("BILLING", ACME, date, &legacy).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == ItemOutcome::Processed));
+
+    // SYNC_BILLING_TRANSACTIONS: the TRUE_UP and everything its order says.
+    let true_up = l
+        .i64s(&format!(
+            "SELECT transaction_id FROM ledger.transactions WHERE idempotency_key = 'TRUE_UP:BU{bu}'"
+        ))
+        .await[0];
+    let items = l.plan("SYNC_BILLING_TRANSACTIONS", ACME, date).await;
+    assert_eq!(
+        item_of(&items, "M3-SHORT").payload,
+        serde_json::json!({
+            "transaction_id": true_up,
+            "idempotency_key": format!("TRUE_UP:BU{bu}"),
+            "account_id": "M3-SHORT",
+            "subscription_id": "S-M3-SHORT",
+            "bill_unit_id": bu,
+            "amount_minor": 2600,
+            "currency": "USD",
+            "period_start": "2027-02-15",
+            "period_end": "2027-03-15",
+            "minimum_commitment_minor": 5000,
+            "eligible_usage_minor": 2400,
+        })
+    );
+}
+
 #[tokio::test]
 async fn billing_reports_accounts_it_cannot_bill() {
     let l = Ledger::new().await;
@@ -936,7 +1045,7 @@ async fn sync_transaction_retry_after_core_unavailable_sends_each_key_once() {
     assert_eq!(items[0].payload["amount_minor"], 900);
 
     // Core down: the batch fails as a whole, the attempt is recorded.
-    l.set_faults(true, &[]).await;
+    l.set_faults(ACME, true, &[]).await;
     let err = l
         .process("SYNC_TRANSACTION", ACME, date, &items)
         .await
@@ -954,7 +1063,7 @@ async fn sync_transaction_retry_after_core_unavailable_sends_each_key_once() {
     assert!(l.received(ACME).await.usage_transactions.is_empty());
 
     // Core back: the engine retries the same batch.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let outcomes = l
         .process("SYNC_TRANSACTION", ACME, date, &items)
         .await
@@ -1006,7 +1115,8 @@ async fn sync_transaction_passes_core_rejection_codes_through() {
     let l = Ledger::new().await;
     pending_usage(&l).await;
     let date = d(2027, 3, 15);
-    l.set_faults(false, &[("F2", "ACCOUNT_NOT_FOUND")]).await;
+    l.set_faults(ACME, false, &[("F2", "ACCOUNT_NOT_FOUND")])
+        .await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
     assert_eq!(
         codes(&outcomes),
@@ -1034,14 +1144,15 @@ async fn sync_transaction_passes_core_rejection_codes_through() {
     assert_eq!(received.rejections[0].error_code, "ACCOUNT_NOT_FOUND");
 
     // Resolved in core: the errored transaction is planned again and goes.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
     assert_eq!(codes(&outcomes), BTreeMap::from([("F2", "PROCESSED")]));
     assert_eq!(l.received(ACME).await.usage_transactions.len(), 3);
 
     // Keys core Aria accepted stay accepted: a replay for an account it now
     // rejects still gets the original result.
-    l.set_faults(false, &[("F1", "ACCOUNT_NOT_FOUND")]).await;
+    l.set_faults(ACME, false, &[("F1", "ACCOUNT_NOT_FOUND")])
+        .await;
     l.exec("UPDATE ledger.transactions SET sync_status = 'PENDING' WHERE account_id = 'F1'")
         .await;
     let outcomes = l.run("SYNC_TRANSACTION", ACME, date).await;
@@ -1102,7 +1213,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
 
     // Core down: the batch fails; BILLING is unaffected and a retry of it
     // creates no second TRUE_UP.
-    l.set_faults(true, &[]).await;
+    l.set_faults(ACME, true, &[]).await;
     let err = l
         .process("SYNC_BILLING_TRANSACTIONS", ACME, date, &items)
         .await
@@ -1124,7 +1235,8 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // Core back, one account rejected by core: its code passes through.
-    l.set_faults(false, &[("M4-ROAM", "ACCOUNT_ON_HOLD")]).await;
+    l.set_faults(ACME, false, &[("M4-ROAM", "ACCOUNT_ON_HOLD")])
+        .await;
     let outcomes = l
         .process("SYNC_BILLING_TRANSACTIONS", ACME, date, &items)
         .await
@@ -1135,7 +1247,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // Resolved: Retry re-runs the errored item only.
-    l.set_faults(false, &[]).await;
+    l.set_faults(ACME, false, &[]).await;
     let retry = l.plan("SYNC_BILLING_TRANSACTIONS", ACME, date).await;
     assert_eq!(retry.len(), 1);
     assert_eq!(
@@ -1166,7 +1278,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     );
 
     // A replay for an account core Aria now rejects: still the original.
-    l.set_faults(false, &[("M3-SHORT", "ACCOUNT_ON_HOLD")])
+    l.set_faults(ACME, false, &[("M3-SHORT", "ACCOUNT_ON_HOLD")])
         .await;
     l.exec(
         "UPDATE ledger.transactions SET sync_status = 'PENDING' \
@@ -1228,6 +1340,42 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
         .unwrap();
     assert_eq!(demo.counts.accounts, 4000);
     assert_eq!(demo.due_days, [28, 29, 30, 31]);
+    // Every reference holds, though the loader may skip the checks.
+    let orphans = l
+        .i64s(
+            "SELECT (SELECT count(*) FROM ledger.subscriptions s WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.accounts a \
+                        WHERE a.client_id = s.client_id AND a.account_id = s.account_id)) \
+                  + (SELECT count(*) FROM ledger.subscription_services ss WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscriptions s WHERE s.client_id = ss.client_id \
+                        AND s.subscription_id = ss.subscription_id) OR NOT EXISTS \
+                       (SELECT 1 FROM ledger.services v WHERE v.client_id = ss.client_id \
+                        AND v.service_id = ss.service_id)) \
+                  + (SELECT count(*) FROM ledger.bill_units bu WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscriptions s WHERE s.client_id = bu.client_id \
+                        AND s.subscription_id = bu.subscription_id \
+                        AND s.account_id = bu.account_id)) \
+                  + (SELECT count(*) FROM ledger.usage_records ur WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.bill_units bu WHERE bu.client_id = ur.client_id \
+                        AND bu.bill_unit_id = ur.bill_unit_id \
+                        AND bu.subscription_id = ur.subscription_id) OR NOT EXISTS \
+                       (SELECT 1 FROM ledger.subscription_services ss \
+                        WHERE ss.client_id = ur.client_id \
+                        AND ss.subscription_id = ur.subscription_id \
+                        AND ss.service_id = ur.service_id)) \
+                  + (SELECT count(*) FROM ledger.balances b WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.bill_units bu WHERE bu.client_id = b.client_id \
+                        AND bu.bill_unit_id = b.bill_unit_id)) \
+                  + (SELECT count(*) FROM ledger.transactions t WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.accounts a \
+                        WHERE a.client_id = t.client_id AND a.account_id = t.account_id)) \
+                  + (SELECT count(*) FROM ledger.rate_tiers rt WHERE NOT EXISTS \
+                       (SELECT 1 FROM ledger.rate_schedules rs WHERE rs.client_id = rt.client_id \
+                        AND rs.plan_code = rt.plan_code AND rs.service_id = rt.service_id \
+                        AND rs.currency = rt.currency))",
+        )
+        .await;
+    assert_eq!(orphans, [0], "rows whose reference is missing");
     // Every day 1 to 31 has accounts.
     assert_eq!(
         l.i64s("SELECT count(DISTINCT anniversary_day) FROM ledger.accounts")
@@ -1279,4 +1427,39 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
             "TIER_GAP"
         ]
     );
+}
+
+/// How long loading the demo ledger takes: `ALLEGRO_DEMO_TIMING_ACCOUNTS`
+/// accounts (default 100,000). Run it with
+/// `bash scripts/test.sh --test it -- --ignored demo_ledger_load_timing --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn demo_ledger_load_timing() {
+    init_tracing();
+    let accounts: usize = std::env::var("ALLEGRO_DEMO_TIMING_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let l = Ledger::new().await;
+    let started = std::time::Instant::now();
+    let demo =
+        allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, accounts, d(2027, 2, 28))
+            .await
+            .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "demo ledger: {accounts} accounts in {seconds:.1} s ({:.0} accounts/s); {:?}",
+        accounts as f64 / seconds,
+        demo.counts
+    );
+    assert_eq!(demo.counts.accounts as usize, accounts);
+    for job in ["BILLTIME_USAGE_RATING", "SYNC_TRANSACTION", "BILLING"] {
+        let started = std::time::Instant::now();
+        let items = l.plan(job, ACME, d(2027, 2, 28)).await;
+        println!(
+            "{job}: {} items planned in {:.2} s",
+            items.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod configs;
+mod core_standin;
 mod daily_sequence;
 mod executions;
 mod ledger_jobs;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod standin;
+mod standin_control;
 pub mod standin_store;
 
 pub use client::CoreAriaClient;

@@ -6,9 +6,13 @@
 //! produced on purpose. A rejection applies nothing and is not remembered
 //! against the key, so a retry after the cause is fixed is accepted.
 //!
-//! Faults live in the process: each stand-in instance has its own. What it
-//! records lives in the database, so instances sharing one database share
-//! idempotency.
+//! Faults are kept per client: a fault set for one client never touches
+//! another's calls. They live in the process: each stand-in instance has
+//! its own. What it records lives in the database, so instances sharing one
+//! database share idempotency.
+//!
+//! The control service (faults, read-back of what was received) is a
+//! development tool: [`serve_standin`] serves it only when asked to.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -23,15 +27,11 @@ use crate::billing::core_aria::standin_store::{
     self as records, IncomingTrueUp, IncomingUsage, NewRejection,
 };
 use crate::db::{Db, DbError};
-use crate::proto::core_v1::core_stand_in_control_server::{
-    CoreStandInControl, CoreStandInControlServer,
-};
+use crate::proto::core_v1::core_stand_in_control_server::CoreStandInControlServer;
 use crate::proto::core_v1::core_sync_service_server::{CoreSyncService, CoreSyncServiceServer};
 use crate::proto::core_v1::{
-    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, Faults, GetFaultsRequest,
-    ListReceivedRequest, ListReceivedResponse, ReceivedTrueUpOrder, ReceivedUsageTransaction,
-    RecordUsageTransactionsRequest, RecordUsageTransactionsResponse, Rejection, SetFaultsRequest,
-    TransactionResult,
+    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, Faults, RecordUsageTransactionsRequest,
+    RecordUsageTransactionsResponse, TransactionResult,
 };
 use crate::proto::CORE_FILE_DESCRIPTOR_SET;
 
@@ -45,7 +45,8 @@ pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
 #[derive(Clone)]
 pub struct CoreStandIn {
     db: Db,
-    faults: Arc<RwLock<Faults>>,
+    /// Injected faults by client; a client without an entry has none.
+    faults: Arc<RwLock<HashMap<String, Faults>>>,
 }
 
 impl CoreStandIn {
@@ -53,22 +54,33 @@ impl CoreStandIn {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            faults: Arc::new(RwLock::new(Faults::default())),
+            faults: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
-    /// The faults in effect.
-    pub fn faults(&self) -> Faults {
-        self.faults.read().expect("faults lock").clone()
+    /// The faults in effect for `client_id` (none: the default).
+    pub fn faults(&self, client_id: &str) -> Faults {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        faults.get(client_id).cloned().unwrap_or_else(|| Faults {
+            client_id: client_id.to_string(),
+            ..Faults::default()
+        })
     }
 
-    /// Replaces the faults.
+    /// Replaces the faults of `faults.client_id`; other clients keep theirs.
     pub fn set_faults(&self, faults: Faults) {
-        *self.faults.write().expect("faults lock") = faults;
+        let mut all = self.faults.write().unwrap_or_else(|e| e.into_inner());
+        if !faults.unavailable && faults.reject_accounts.is_empty() {
+            all.remove(&faults.client_id);
+        } else {
+            all.insert(faults.client_id.clone(), faults);
+        }
     }
 
-    fn check_available(&self) -> Result<HashMap<String, String>, Status> {
-        let faults = self.faults();
+    /// The accounts of `client_id` to reject, or UNAVAILABLE when the
+    /// client's calls are set to fail as a whole.
+    fn check_available(&self, client_id: &str) -> Result<HashMap<String, String>, Status> {
+        let faults = self.faults(client_id);
         if faults.unavailable {
             return Err(Status::unavailable(
                 "core Aria stand-in is set unavailable (fault injected)",
@@ -77,14 +89,37 @@ impl CoreStandIn {
         Ok(faults.reject_accounts)
     }
 
-    async fn conn(&self) -> Result<crate::db::Conn, Status> {
-        self.db.conn().await.map_err(internal)
+    pub(super) async fn conn(&self) -> Result<crate::db::Conn, Status> {
+        self.db.conn().await.map_err(store_failure)
     }
 }
 
-fn internal(e: DbError) -> Status {
-    tracing::error!(error = %e, "core Aria stand-in store failure");
-    Status::internal(e.to_string())
+/// A failure of the stand-in's own records: UNAVAILABLE when the database
+/// cannot be reached (the caller retries), INTERNAL otherwise.
+pub(super) fn store_failure(e: DbError) -> Status {
+    match e {
+        DbError::Pool(reason) => {
+            tracing::warn!(%reason, "core Aria stand-in: database unavailable");
+            Status::unavailable("core Aria stand-in: database unavailable")
+        }
+        other => {
+            tracing::error!(error = %other, "core Aria stand-in store failure");
+            Status::internal("core Aria stand-in: internal error")
+        }
+    }
+}
+
+/// INVALID_ARGUMENT naming the bad `field`, with a `google.rpc.BadRequest`
+/// field violation.
+pub(super) fn invalid_argument(field: &str, description: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(field, description);
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {description}"),
+        details,
+    )
 }
 
 fn rejected(key: &str, code: &str, message: String) -> TransactionResult {
@@ -107,11 +142,11 @@ impl CoreSyncService for CoreStandIn {
         &self,
         request: Request<RecordUsageTransactionsRequest>,
     ) -> Result<Response<RecordUsageTransactionsResponse>, Status> {
-        let reject_accounts = self.check_available()?;
         let request = request.into_inner();
         if request.client_id.is_empty() {
-            return Err(Status::invalid_argument("client_id is required"));
+            return Err(invalid_argument("client_id", "is required"));
         }
+        let reject_accounts = self.check_available(&request.client_id)?;
         let mut conn = self.conn().await?;
         // Keys of rejected accounts accepted before are replays: they get
         // their original result, as from real core Aria.
@@ -124,7 +159,7 @@ impl CoreSyncService for CoreStandIn {
         let replays: HashSet<String> =
             records::accepted_keys(&mut conn, &request.client_id, &fault_keys, false)
                 .await
-                .map_err(internal)?
+                .map_err(store_failure)?
                 .into_iter()
                 .collect();
         // Decide each transaction: invalid, rejected by fault, or to accept.
@@ -173,7 +208,7 @@ impl CoreSyncService for CoreStandIn {
         }
         let accepted = records::accept_usage(&mut conn, &request.client_id, &to_accept)
             .await
-            .map_err(internal)?;
+            .map_err(store_failure)?;
         let accepted_keys: HashSet<&str> = accepted
             .iter()
             .map(|a| a.idempotency_key.as_str())
@@ -206,7 +241,7 @@ impl CoreSyncService for CoreStandIn {
         }
         records::record_rejections(&mut conn, &request.client_id, &rejections)
             .await
-            .map_err(internal)?;
+            .map_err(store_failure)?;
         let results = request
             .transactions
             .iter()
@@ -225,11 +260,11 @@ impl CoreSyncService for CoreStandIn {
         &self,
         request: Request<CreateTrueUpOrderRequest>,
     ) -> Result<Response<CreateTrueUpOrderResponse>, Status> {
-        let reject_accounts = self.check_available()?;
         let r = request.into_inner();
         if r.client_id.is_empty() {
-            return Err(Status::invalid_argument("client_id is required"));
+            return Err(invalid_argument("client_id", "is required"));
         }
+        let reject_accounts = self.check_available(&r.client_id)?;
         let refuse = |code: &str, message: String| CreateTrueUpOrderResponse {
             error_code: Some(code.to_string()),
             error_message: message,
@@ -258,13 +293,13 @@ impl CoreSyncService for CoreStandIn {
                 true,
             )
             .await
-            .map_err(internal)?
+            .map_err(store_failure)?
             .is_empty();
         if let Some(code) = reject_accounts.get(&r.account_id).filter(|_| !replay) {
             let message = injected(code, &r.account_id);
             records::record_rejections(&mut conn, &r.client_id, &[rejection(code, &message)])
                 .await
-                .map_err(internal)?;
+                .map_err(store_failure)?;
             return Ok(Response::new(refuse(code, message)));
         }
         let order = IncomingTrueUp {
@@ -280,7 +315,7 @@ impl CoreSyncService for CoreStandIn {
         };
         match records::accept_true_up(&mut conn, &r.client_id, &order)
             .await
-            .map_err(internal)?
+            .map_err(store_failure)?
         {
             Some(accepted) => Ok(Response::new(CreateTrueUpOrderResponse {
                 error_code: None,
@@ -299,116 +334,28 @@ impl CoreSyncService for CoreStandIn {
                     &[rejection(IDEMPOTENCY_CONFLICT, &message)],
                 )
                 .await
-                .map_err(internal)?;
+                .map_err(store_failure)?;
                 Ok(Response::new(refuse(IDEMPOTENCY_CONFLICT, message)))
             }
         }
     }
 }
 
-#[tonic::async_trait]
-impl CoreStandInControl for CoreStandIn {
-    async fn set_faults(
-        &self,
-        request: Request<SetFaultsRequest>,
-    ) -> Result<Response<Faults>, Status> {
-        let r = request.into_inner();
-        let faults = Faults {
-            unavailable: r.unavailable,
-            reject_accounts: r.reject_accounts,
-        };
-        tracing::info!(
-            unavailable = faults.unavailable,
-            rejected_accounts = faults.reject_accounts.len(),
-            "core Aria stand-in faults set"
-        );
-        self.set_faults(faults.clone());
-        Ok(Response::new(faults))
-    }
-
-    async fn get_faults(
-        &self,
-        _request: Request<GetFaultsRequest>,
-    ) -> Result<Response<Faults>, Status> {
-        Ok(Response::new(self.faults()))
-    }
-
-    async fn list_received(
-        &self,
-        request: Request<ListReceivedRequest>,
-    ) -> Result<Response<ListReceivedResponse>, Status> {
-        let r = request.into_inner();
-        let limit = match r.limit {
-            0 => 1000,
-            n if n < 0 => return Err(Status::invalid_argument("limit must not be negative")),
-            n => i64::from(n.min(10_000)),
-        };
-        let mut conn = self.conn().await?;
-        let (usage, orders, rejections) =
-            records::list_received(&mut conn, &r.client_id, &r.account_id, limit)
-                .await
-                .map_err(internal)?;
-        let time = |t: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
-            seconds: t.timestamp(),
-            nanos: t.timestamp_subsec_nanos() as i32,
-        };
-        Ok(Response::new(ListReceivedResponse {
-            usage_transactions: usage
-                .into_iter()
-                .map(|u| ReceivedUsageTransaction {
-                    client_id: u.client_id,
-                    idempotency_key: u.idempotency_key,
-                    core_transaction_id: format!("CT{}", u.core_transaction_no),
-                    account_id: u.account_id,
-                    transaction_type: u.transaction_type,
-                    service_id: u.service_id,
-                    quantity: u.quantity,
-                    amount_minor: u.amount_minor,
-                    currency: u.currency,
-                    receive_count: u.receive_count,
-                    first_receive_time: Some(time(u.first_receive_time)),
-                })
-                .collect(),
-            true_up_orders: orders
-                .into_iter()
-                .map(|o| ReceivedTrueUpOrder {
-                    client_id: o.client_id,
-                    idempotency_key: o.idempotency_key,
-                    order_id: format!("ORD{}", o.order_no),
-                    account_id: o.account_id,
-                    amount_minor: o.amount_minor,
-                    currency: o.currency,
-                    period_start: o.period_start,
-                    period_end: o.period_end,
-                    receive_count: o.receive_count,
-                    first_receive_time: Some(time(o.first_receive_time)),
-                })
-                .collect(),
-            rejections: rejections
-                .into_iter()
-                .map(|x| Rejection {
-                    client_id: x.client_id,
-                    idempotency_key: x.idempotency_key,
-                    account_id: x.account_id,
-                    request_kind: x.request_kind,
-                    error_code: x.error_code,
-                    error_message: x.error_message,
-                    receive_time: Some(time(x.receive_time)),
-                })
-                .collect(),
-        }))
-    }
-}
-
-/// Serves the stand-in core Aria (sync interface, control service, health
-/// and reflection v1 and v1alpha) on `listener`, recording in `db`, until `shutdown` is
-/// cancelled. The database must be migrated. The main service starts it
-/// in-process on its own port; tests start it on port 0.
+/// Serves the stand-in core Aria on `listener`, recording in `db`, until
+/// `shutdown` is cancelled: the sync interface, health and reflection (v1
+/// and v1alpha), and, only when `control` is true, the control service
+/// (fault injection and read-back, a development tool: off unless the
+/// stand-in runs in-process for development). Without it, control calls
+/// answer UNIMPLEMENTED and reflection does not list the service. The
+/// database must be migrated. The main service starts it in-process on its
+/// own port; tests start it on port 0.
 pub async fn serve_standin(
     db: Db,
     listener: TcpListener,
+    control: bool,
     shutdown: CancellationToken,
 ) -> Result<(), CoreError> {
+    use tonic::server::NamedService;
     let standin = CoreStandIn::new(db);
     let addr = listener
         .local_addr()
@@ -417,21 +364,33 @@ pub async fn serve_standin(
     health_reporter
         .set_serving::<CoreSyncServiceServer<CoreStandIn>>()
         .await;
+    let mut listed = vec![
+        CoreSyncServiceServer::<CoreStandIn>::NAME,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    if control {
+        listed.push(CoreStandInControlServer::<CoreStandIn>::NAME);
+    }
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(CORE_FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        listed.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(CORE_FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(*name),
+        )
     };
     let reflection_error = |e: tonic_reflection::server::Error| CoreError::Serve(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-    tracing::info!(%addr, "serving the core Aria stand-in");
+    tracing::info!(%addr, control, "serving the core Aria stand-in");
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(CoreSyncServiceServer::new(standin.clone()))
-        .add_service(CoreStandInControlServer::new(standin))
+        .add_optional_service(control.then(|| CoreStandInControlServer::new(standin)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
         .await
         .map_err(|e| CoreError::Serve(e.to_string()))

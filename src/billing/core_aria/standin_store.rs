@@ -329,8 +329,9 @@ pub struct RejectionRow {
     pub receive_time: DateTime<Utc>,
 }
 
-/// Everything recorded, oldest first, up to `limit` of each kind; an empty
-/// client or account means any.
+/// Everything recorded for one client, oldest first, up to `limit` of each
+/// kind; an empty account means any of the client's accounts. The client is
+/// always a filter: a read-back never mixes clients.
 pub async fn list_received(
     conn: &mut AsyncPgConnection,
     client_id: &str,
@@ -344,7 +345,7 @@ pub async fn list_received(
     ),
     DbError,
 > {
-    let filter = "($1 = '' OR client_id = $1) AND ($2 = '' OR account_id = $2)";
+    let filter = "client_id = $1 AND ($2 = '' OR account_id = $2)";
     let usage = diesel::sql_query(format!(
         "SELECT client_id, idempotency_key, core_transaction_no, account_id, transaction_type, \
                 service_id, quantity, amount_minor, currency, receive_count, first_receive_time \

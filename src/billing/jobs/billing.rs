@@ -17,14 +17,14 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::BILLING;
+use super::catalogue::{CatalogueEntry, CatalogueJob, BILLING};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::ledger::rules::{anniversary_days_due_on, true_up_amount, AnniversaryDay};
 use crate::billing::ledger::store::{
-    self as ledger, BillingInput, NewTransaction, PeriodRoll, TRUE_UP,
+    self as ledger, BillingInput, DueSubscription, NewTransaction, PeriodRoll, TRUE_UP,
 };
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the account does not exist (any more).
@@ -42,14 +42,27 @@ pub const USAGE_NOT_RATED: &str = "USAGE_NOT_RATED";
 /// Error code: the account's anniversary day is not 1 to 31.
 pub const INVALID_ANNIVERSARY: &str = "INVALID_ANNIVERSARY";
 
-/// The JSON input of one BILLING work item (the account is the item's
-/// account).
+/// The JSON input of one BILLING work item: the account billed and, for
+/// whoever troubleshoots it, its active subscriptions with the bill units
+/// that end on the billing date and their commitments, as planned.
+/// Processing reads the account, subscriptions, bill units and usage from
+/// the ledger; fields added after the first release default when absent,
+/// so items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingPayload {
+    /// The account (also the item's account).
+    #[serde(default)]
+    pub account_id: String,
     /// The account's anniversary day when planned.
     pub anniversary_day: i16,
     /// The date billed: the business date.
     pub billing_date: NaiveDate,
+    /// The account's currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Its active subscriptions, by id.
+    #[serde(default)]
+    pub subscriptions: Vec<DueSubscription>,
 }
 
 /// The BILLING job.
@@ -164,18 +177,8 @@ fn bill_account(
 }
 
 #[async_trait]
-impl JobType for Billing {
-    fn name(&self) -> &str {
-        BILLING.name
-    }
-
-    fn description(&self) -> &str {
-        BILLING.description
-    }
-
-    fn work_item(&self) -> &str {
-        BILLING.work_item
-    }
+impl CatalogueJob for Billing {
+    const ENTRY: CatalogueEntry = BILLING;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let date = ctx.business_date;
@@ -192,6 +195,7 @@ impl JobType for Billing {
                     &client_id,
                     first_day,
                     last_day,
+                    date,
                     after.as_ref().map(|(d, a)| (*d, a.as_str())),
                     PLAN_PAGE,
                 )
@@ -202,14 +206,21 @@ impl JobType for Billing {
                     .map(|r| (r.anniversary_day, r.account_id.clone()));
                 let items = rows
                     .into_iter()
-                    .map(|r| PlannedItem {
-                        payload: to_payload(&BillingPayload {
-                            anniversary_day: r.anniversary_day,
-                            billing_date: date,
-                        }),
-                        account_id: r.account_id,
+                    .map(|r| {
+                        let subscriptions = serde_json::from_value(r.subscriptions)
+                            .map_err(|e| JobError::new("LEDGER_QUERY_FAILED", e.to_string()))?;
+                        Ok(PlannedItem {
+                            payload: to_payload(&BillingPayload {
+                                account_id: r.account_id.clone(),
+                                anniversary_day: r.anniversary_day,
+                                billing_date: date,
+                                currency: Some(r.currency),
+                                subscriptions,
+                            }),
+                            account_id: r.account_id,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, JobError>>()?;
                 Ok((items, next))
             }
         }))

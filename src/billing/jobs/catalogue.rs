@@ -1,5 +1,10 @@
 //! The product's four catalogue jobs: names, descriptions and what one work
-//! item of each is. The job modules implement them.
+//! item of each is, and [`CatalogueJob`], through which each job module
+//! states its entry once and gets the engine's [`JobType`] from it.
+
+use async_trait::async_trait;
+
+use crate::scheduling::job::{ItemOutcome, JobContext, JobError, JobType, PlanStream, WorkItem};
 
 /// Name, description and work item of a catalogue job.
 #[derive(Debug, Clone, Copy)]
@@ -58,3 +63,47 @@ pub const CATALOGUE: [CatalogueEntry; 4] = [
     BILLING,
     SYNC_BILLING_TRANSACTIONS,
 ];
+
+/// A catalogue job: its [`CatalogueEntry`] and its two pieces of work. Every
+/// `CatalogueJob` is a [`JobType`] whose name, description and work item
+/// come from its entry, so the four jobs do not repeat them.
+#[async_trait]
+pub trait CatalogueJob: Send + Sync + 'static {
+    /// The job's entry in the catalogue.
+    const ENTRY: CatalogueEntry;
+    /// See [`JobType::plan`].
+    async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError>;
+    /// See [`JobType::process`].
+    async fn process(
+        &self,
+        ctx: &JobContext,
+        items: &[WorkItem],
+    ) -> Result<Vec<ItemOutcome>, JobError>;
+}
+
+#[async_trait]
+impl<J: CatalogueJob> JobType for J {
+    fn name(&self) -> &str {
+        J::ENTRY.name
+    }
+
+    fn description(&self) -> &str {
+        J::ENTRY.description
+    }
+
+    fn work_item(&self) -> &str {
+        J::ENTRY.work_item
+    }
+
+    async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
+        CatalogueJob::plan(self, ctx).await
+    }
+
+    async fn process(
+        &self,
+        ctx: &JobContext,
+        items: &[WorkItem],
+    ) -> Result<Vec<ItemOutcome>, JobError> {
+        CatalogueJob::process(self, ctx, items).await
+    }
+}

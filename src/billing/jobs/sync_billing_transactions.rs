@@ -15,16 +15,17 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::SYNC_BILLING_TRANSACTIONS;
+use super::catalogue::{CatalogueEntry, CatalogueJob, SYNC_BILLING_TRANSACTIONS};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::core_aria::{CoreAriaClient, CoreError};
 use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync, SYNCED};
 use crate::proto::core_v1::CreateTrueUpOrderRequest;
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the TRUE_UP of the item does not exist.
@@ -33,17 +34,41 @@ pub const TRANSACTION_NOT_FOUND: &str = "TRANSACTION_NOT_FOUND";
 /// True-up orders in flight at once within one batch.
 const CONCURRENT_CALLS: usize = 16;
 
-/// The JSON input of one SYNC_BILLING_TRANSACTIONS work item.
+/// The JSON input of one SYNC_BILLING_TRANSACTIONS work item: the TRUE_UP
+/// and what its true-up order says. Processing reads the TRUE_UP from the
+/// ledger by id; fields added after the first release default when absent,
+/// so items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrueUpSyncPayload {
     /// The TRUE_UP transaction.
     pub transaction_id: i64,
     /// Its idempotency key.
     pub idempotency_key: String,
+    /// The account invoiced.
+    #[serde(default)]
+    pub account_id: String,
+    /// The subscription trued up.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// The bill unit (period) trued up.
+    #[serde(default)]
+    pub bill_unit_id: Option<i64>,
     /// Its amount, in minor units.
     pub amount_minor: i64,
     /// Its currency.
     pub currency: String,
+    /// The period's first date.
+    #[serde(default)]
+    pub period_start: Option<NaiveDate>,
+    /// The period's end (exclusive).
+    #[serde(default)]
+    pub period_end: Option<NaiveDate>,
+    /// The period's minimum commitment, in minor units.
+    #[serde(default)]
+    pub minimum_commitment_minor: Option<i64>,
+    /// The period's usage eligible for it, in minor units.
+    #[serde(default)]
+    pub eligible_usage_minor: Option<i64>,
 }
 
 /// The SYNC_BILLING_TRANSACTIONS job.
@@ -76,18 +101,8 @@ fn order_request(client_id: &str, t: &TransactionToSync) -> CreateTrueUpOrderReq
 }
 
 #[async_trait]
-impl JobType for SyncBillingTransactions {
-    fn name(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.name
-    }
-
-    fn description(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.description
-    }
-
-    fn work_item(&self) -> &str {
-        SYNC_BILLING_TRANSACTIONS.work_item
-    }
+impl CatalogueJob for SyncBillingTransactions {
+    const ENTRY: CatalogueEntry = SYNC_BILLING_TRANSACTIONS;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id) = (ctx.db.clone(), ctx.client_id.clone());
@@ -106,8 +121,15 @@ impl JobType for SyncBillingTransactions {
                         payload: to_payload(&TrueUpSyncPayload {
                             transaction_id: r.transaction_id,
                             idempotency_key: r.idempotency_key,
+                            account_id: r.account_id.clone(),
+                            subscription_id: r.subscription_id,
+                            bill_unit_id: r.bill_unit_id,
                             amount_minor: r.amount_minor,
                             currency: r.currency,
+                            period_start: r.period_start,
+                            period_end: r.period_end,
+                            minimum_commitment_minor: r.minimum_commitment_minor,
+                            eligible_usage_minor: r.eligible_usage_minor,
                         }),
                         account_id: r.account_id,
                     })

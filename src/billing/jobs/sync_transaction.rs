@@ -19,21 +19,31 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::SYNC_TRANSACTION;
+use super::catalogue::{CatalogueEntry, CatalogueJob, SYNC_TRANSACTION};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::core_aria::{CoreAriaClient, CoreError};
 use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync};
 use crate::proto::core_v1::UsageTransaction;
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
-/// The JSON input of one SYNC_TRANSACTION work item (the account is the
-/// item's account).
+/// The JSON input of one SYNC_TRANSACTION work item: the account's
+/// transactions to send. Processing sends the account's unsynchronized
+/// transactions in `currency` up to `through_transaction_id`, read from the
+/// ledger; the ids listed are those pending when planned, for
+/// troubleshooting. Fields added after the first release default when
+/// absent, so items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncTransactionPayload {
+    /// The account (also the item's account).
+    #[serde(default)]
+    pub account_id: String,
     /// The currency of the aggregation.
     pub currency: String,
+    /// The ids of the transactions pending when planned, in order.
+    #[serde(default)]
+    pub transaction_ids: Vec<i64>,
     /// The item covers the account's unsynchronized transactions in the
     /// currency up to this id.
     pub through_transaction_id: i64,
@@ -73,18 +83,8 @@ pub(crate) fn to_core(t: &TransactionToSync) -> UsageTransaction {
 }
 
 #[async_trait]
-impl JobType for SyncTransaction {
-    fn name(&self) -> &str {
-        SYNC_TRANSACTION.name
-    }
-
-    fn description(&self) -> &str {
-        SYNC_TRANSACTION.description
-    }
-
-    fn work_item(&self) -> &str {
-        SYNC_TRANSACTION.work_item
-    }
+impl CatalogueJob for SyncTransaction {
+    const ENTRY: CatalogueEntry = SYNC_TRANSACTION;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id) = (ctx.db.clone(), ctx.client_id.clone());
@@ -107,7 +107,9 @@ impl JobType for SyncTransaction {
                     .into_iter()
                     .map(|r| PlannedItem {
                         payload: to_payload(&SyncTransactionPayload {
+                            account_id: r.account_id.clone(),
                             currency: r.currency,
+                            transaction_ids: r.transaction_ids,
                             through_transaction_id: r.through_transaction_id,
                             transactions: r.transactions,
                             amount_minor: r.amount_minor,

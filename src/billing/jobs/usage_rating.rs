@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::BILLTIME_USAGE_RATING;
+use super::catalogue::{CatalogueEntry, CatalogueJob, BILLTIME_USAGE_RATING};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
 use crate::billing::ledger::rules::{select_tier, RateTier};
 use crate::billing::ledger::store::{
     self as ledger, NewTransaction, RatingInput, ServiceRating, USAGE_ADJ,
 };
 use crate::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
+    ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the bill unit of the item no longer exists, or its
@@ -35,9 +35,16 @@ pub const RATE_SCHEDULE_NOT_FOUND: &str = "RATE_SCHEDULE_NOT_FOUND";
 /// Error code: the accumulator is missing or disagrees with the usage.
 pub const ACCUMULATOR_MISMATCH: &str = "ACCUMULATOR_MISMATCH";
 
-/// The JSON input of one BILLTIME_USAGE_RATING work item.
+/// The JSON input of one BILLTIME_USAGE_RATING work item: the bill unit to
+/// re-rate and, for whoever troubleshoots it, whose it is and what prices
+/// it. Processing reads the bill unit's usage, balances and rates from the
+/// ledger; fields added after the first release default when absent, so
+/// items planned earlier still process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RatingPayload {
+    /// The account billed.
+    #[serde(default)]
+    pub account_id: String,
     /// The subscription.
     pub subscription_id: String,
     /// The bill unit to re-rate.
@@ -46,6 +53,15 @@ pub struct RatingPayload {
     pub period_start: NaiveDate,
     /// Its end (exclusive): the business date.
     pub period_end: NaiveDate,
+    /// The account's currency, which picks the rate schedule.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The subscription's plan, which picks the rate schedule.
+    #[serde(default)]
+    pub plan_code: Option<String>,
+    /// The recurring services re-rated.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 /// The BILLTIME_USAGE_RATING job.
@@ -155,18 +171,8 @@ fn rate_service(
 }
 
 #[async_trait]
-impl JobType for BilltimeUsageRating {
-    fn name(&self) -> &str {
-        BILLTIME_USAGE_RATING.name
-    }
-
-    fn description(&self) -> &str {
-        BILLTIME_USAGE_RATING.description
-    }
-
-    fn work_item(&self) -> &str {
-        BILLTIME_USAGE_RATING.work_item
-    }
+impl CatalogueJob for BilltimeUsageRating {
+    const ENTRY: CatalogueEntry = BILLTIME_USAGE_RATING;
 
     async fn plan(&self, ctx: &JobContext) -> Result<PlanStream, JobError> {
         let (db, client_id, date) = (ctx.db.clone(), ctx.client_id.clone(), ctx.business_date);
@@ -188,10 +194,14 @@ impl JobType for BilltimeUsageRating {
                     .into_iter()
                     .map(|r| PlannedItem {
                         payload: to_payload(&RatingPayload {
+                            account_id: r.account_id.clone(),
                             subscription_id: r.subscription_id,
                             bill_unit_id: r.bill_unit_id,
                             period_start: r.period_start,
                             period_end: r.period_end,
+                            currency: r.currency,
+                            plan_code: r.plan_code,
+                            services: r.services,
                         }),
                         account_id: r.account_id,
                     })

@@ -7,8 +7,11 @@
 use chrono::{Days, NaiveDate};
 
 use crate::billing::ledger::rules::{anniversary_days_due_on, AnniversaryDay};
-use crate::billing::ledger::store::{self as ledger, DemoLedgerSpec, LedgerCounts};
 use crate::db::{Db, DbError};
+
+pub mod store;
+
+use store::{DemoLedgerSpec, LedgerCounts};
 
 /// What [`load_demo_ledger`] loaded.
 #[derive(Debug, Clone)]
@@ -20,8 +23,31 @@ pub struct DemoLedger {
     pub due_days: Vec<u32>,
 }
 
+/// Accounts below which the demo ledger loads in one part.
+const ONE_PART_MAX: i64 = 20_000;
+
+/// The account ranges loaded at once, on separate connections: one part
+/// for a small ledger, else one per core the machine has (at most four), so
+/// the database's cores all work on a large one.
+fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
+    let parts = if accounts <= ONE_PART_MAX {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(4)) as i64
+    };
+    let size = (accounts + parts - 1) / parts.max(1);
+    (0..parts)
+        .map(|i| (i * size + 1, ((i + 1) * size).min(accounts)))
+        .filter(|(first, last)| first <= last)
+        .collect()
+}
+
 /// Replaces the ledger of `client_id` with a generated one of `accounts`
-/// accounts (`A0000001` upward), in one database transaction, set-based.
+/// accounts (`A0000001` upward), set-based: the client's ledger is removed
+/// and its catalogue created in one database transaction, then the accounts
+/// are generated in a few parts at once (each part one transaction), then
+/// the ledger tables are analyzed. A load that fails part-way leaves part
+/// of the accounts; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
 /// day before `business_date`, so the accounts whose anniversary is due on
@@ -34,7 +60,7 @@ pub struct DemoLedger {
 /// currency (`RATE_SCHEDULE_NOT_FOUND`), a schedule with a tier gap
 /// (`TIER_GAP`) and accumulators that disagree with usage
 /// (`ACCUMULATOR_MISMATCH`), which rating reports on later dates. See
-/// [`ledger::load_demo_ledger`] for the exact rules.
+/// [`store::load_demo_accounts`] for the exact rules.
 pub async fn load_demo_ledger(
     db: &Db,
     client_id: &str,
@@ -60,8 +86,17 @@ pub async fn load_demo_ledger(
         open_periods,
         due_days: due_days.iter().map(|&d| d as i16).collect(),
     };
-    let mut conn = db.conn().await?;
-    let counts = ledger::load_demo_ledger(&mut conn, client_id, &spec).await?;
+    store::reset_demo_ledger(&mut *db.conn().await?, client_id).await?;
+    let parts = load_parts(spec.accounts);
+    futures_util::future::try_join_all(parts.iter().map(|&(first, last)| {
+        let spec = &spec;
+        async move {
+            let mut conn = db.conn().await?;
+            store::load_demo_accounts(&mut conn, client_id, spec, first, last).await
+        }
+    }))
+    .await?;
+    let counts = store::finish_demo_ledger(&mut *db.conn().await?, client_id).await?;
     tracing::info!(
         client_id,
         %business_date,
@@ -71,4 +106,24 @@ pub async fn load_demo_ledger(
         "demo ledger loaded"
     );
     Ok(DemoLedger { counts, due_days })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_parts;
+
+    #[test]
+    fn parts_cover_every_account_once() {
+        for accounts in [0, 1, 31, 20_000, 20_001, 100_000, 1_000_003] {
+            let parts = load_parts(accounts);
+            let mut next = 1;
+            for (first, last) in &parts {
+                assert_eq!(*first, next, "{accounts}: {parts:?}");
+                assert!(first <= last, "{accounts}: {parts:?}");
+                next = last + 1;
+            }
+            assert_eq!(next, accounts + 1, "{accounts}: {parts:?}");
+        }
+        assert_eq!(load_parts(20_000).len(), 1);
+    }
 }
