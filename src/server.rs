@@ -17,6 +17,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::scheduling::api::catalogue::CatalogueApi;
 use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
+use crate::scheduling::api::page_token::{KeyError, PageTokens};
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::watch::EventHub;
@@ -40,6 +41,9 @@ pub enum ServerError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The page token key from the database was refused.
+    #[error(transparent)]
+    PageTokenKey(#[from] KeyError),
 }
 
 /// A server that is running. Dropping it does not stop it: call
@@ -91,8 +95,9 @@ pub async fn start_with_clock(
         .database_url
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
-    let db = Db::new(url, settings.db_pool_size)?;
+    let db = Db::with_options(url, settings.pool())?;
     db.migrate().await?;
+    let tokens = PageTokens::new(&db.page_token_key().await?)?;
     let engine = Engine::with_clock(db, registry, settings.engine(), clock);
 
     let listener = TcpListener::bind(settings.listen).await?;
@@ -130,6 +135,7 @@ pub async fn start_with_clock(
 
     let router = tonic::transport::Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(crate::catch_panic::layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -138,11 +144,13 @@ pub async fn start_with_clock(
         )))
         .add_service(JobScheduleConfigServiceServer::new(ConfigApi::new(
             engine.clone(),
+            tokens.clone(),
         )))
         .add_service(ExecutionServiceServer::new(ExecutionApi::new(
             engine.clone(),
             hub,
             shutdown.clone(),
+            tokens,
         )));
 
     let token = shutdown.clone();

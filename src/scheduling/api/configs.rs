@@ -7,10 +7,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert::{config_input, config_to_proto};
-use super::{client_id, page_token, uuid};
+use super::page_token::{self, PageTokens};
+use super::{client_id, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigService;
 use crate::scheduling::domain::config::{ConfigDraft, JobScheduleConfig};
+use crate::scheduling::domain::limits::{self, quote};
 use crate::scheduling::domain::Error;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::store::{configs, DbError};
@@ -31,12 +33,18 @@ const UPDATABLE: &[&str] = &[
 /// Serves configurations from the store.
 pub struct ConfigApi {
     engine: Engine,
+    tokens: PageTokens,
 }
 
 impl ConfigApi {
-    /// A configuration service on the engine's database and job registry.
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
+    /// A configuration service on the engine's database and job registry,
+    /// signing page tokens with `tokens`.
+    pub fn new(engine: Engine, tokens: PageTokens) -> Self {
+        Self { engine, tokens }
+    }
+
+    fn today(&self) -> chrono::NaiveDate {
+        self.engine.clock().now().date_naive()
     }
 
     fn known_job_types(&self) -> HashSet<String> {
@@ -74,12 +82,14 @@ fn conflict(error: DbError, client: &str, draft: &ConfigDraft) -> Error {
 }
 
 fn check_etag(given: &str, current: &JobScheduleConfig) -> Result<(), Error> {
+    limits::ETAG.check("etag", given)?;
     if !given.is_empty() && given != current.etag() {
         return Err(Error::Aborted {
             reason: "ETAG_MISMATCH",
             message: format!(
-                "etag {given:?} is stale: the configuration is now at etag {:?}; read it again \
+                "etag {} is stale: the configuration is now at etag {:?}; read it again \
                  and retry",
+                quote(given),
                 current.etag()
             ),
         });
@@ -103,8 +113,12 @@ impl JobScheduleConfigService for ConfigApi {
                 Error::invalid("config.client_id", "must be empty or equal client_id").into(),
             );
         }
-        let draft =
-            ConfigDraft::validate(config_input(&config), "config", &self.known_job_types())?;
+        let draft = ConfigDraft::validate(
+            config_input(&config),
+            "config",
+            &self.known_job_types(),
+            self.today(),
+        )?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let row = configs::insert(&mut conn, &client, &draft, self.engine.clock().now())
             .await
@@ -134,7 +148,7 @@ impl JobScheduleConfigService for ConfigApi {
         let limit = page_token::page_size("page_size", req.page_size, 50, 1000)?;
         let scope = ["ListJobScheduleConfigs", client.as_str()];
         let after: Option<(String, Uuid)> =
-            page_token::decode("page_token", &req.page_token, &scope)?;
+            self.tokens.decode("page_token", &req.page_token, &scope)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let mut rows = configs::list_page(&mut conn, &client, after, limit + 1)
             .await
@@ -146,9 +160,9 @@ impl JobScheduleConfigService for ConfigApi {
             .map(JobScheduleConfig::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         let next_page_token = match (more, configs.last()) {
-            (true, Some(last)) => {
-                page_token::encode(&scope, &(last.draft.name.clone(), last.config_id))
-            }
+            (true, Some(last)) => self
+                .tokens
+                .encode(&scope, &(last.draft.name.clone(), last.config_id)),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListJobScheduleConfigsResponse {
@@ -168,7 +182,9 @@ impl JobScheduleConfigService for ConfigApi {
             .ok_or_else(|| Error::invalid("config", "required: the new values"))?;
         let config_id = uuid("config.config_id", &update.config_id)?;
         let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        limits::check_count("update_mask.paths", paths.len(), limits::MAX_MASK_PATHS)?;
         for (i, path) in paths.iter().enumerate() {
+            text(&format!("update_mask.paths[{i}]"), limits::MASK_PATH, path)?;
             if path == "name" {
                 return Err(Error::invalid(
                     format!("update_mask.paths[{i}]"),
@@ -180,7 +196,8 @@ impl JobScheduleConfigService for ConfigApi {
                 return Err(Error::invalid(
                     format!("update_mask.paths[{i}]"),
                     format!(
-                        "{path:?} is not an updatable field; use one of {}",
+                        "{} is not an updatable field; use one of {}",
+                        quote(path),
                         UPDATABLE.join(", ")
                     ),
                 )
@@ -223,8 +240,12 @@ impl JobScheduleConfigService for ConfigApi {
         if wants("automatic_runs_paused") {
             merged.automatic_runs_paused = update.automatic_runs_paused;
         }
-        let draft =
-            ConfigDraft::validate(config_input(&merged), "config", &self.known_job_types())?;
+        let draft = ConfigDraft::validate(
+            config_input(&merged),
+            "config",
+            &self.known_job_types(),
+            self.today(),
+        )?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let row = configs::update(&mut conn, &client, config_id, current.version, &draft)
             .await
@@ -254,13 +275,12 @@ impl JobScheduleConfigService for ConfigApi {
         let config_id = uuid("config_id", &req.config_id)?;
         let count = match req.count {
             0 => 10,
-            n if (1..=366).contains(&n) => n as usize,
+            n if (1..=limits::MAX_UPCOMING_RUNS).contains(&n) => n as usize,
             _ => return Err(Error::invalid("count", "must be 1 to 366 (0 means 10)").into()),
         };
         let after = match req.after {
             None => self.engine.clock().now(),
-            Some(ts) => chrono::DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
-                .ok_or_else(|| Error::invalid("after", "not a valid timestamp"))?,
+            Some(ts) => limits::instant("after", ts.seconds, ts.nanos)?,
         };
         let config = self.load(&client, config_id).await?;
         let runs = crate::scheduling::domain::calendar::next_runs(&config.draft, after, count)

@@ -5,9 +5,11 @@ use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::{actor, client_id, date, page_token, uuid};
+use super::page_token::{self, PageTokens};
+use super::{actor, client_id, date, manual_positions, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
+use crate::scheduling::domain::limits;
 use crate::scheduling::domain::Error;
 use crate::scheduling::engine::actions::{ActionOutcome, Actor, ExecutionKey};
 use crate::scheduling::engine::Engine;
@@ -126,16 +128,24 @@ pub struct ExecutionApi {
     engine: Engine,
     hub: EventHub,
     shutdown: CancellationToken,
+    tokens: PageTokens,
 }
 
 impl ExecutionApi {
     /// An execution service on `engine`; status streams wake through `hub`
-    /// and end when `shutdown` is cancelled.
-    pub fn new(engine: Engine, hub: EventHub, shutdown: CancellationToken) -> Self {
+    /// and end when `shutdown` is cancelled; page tokens are signed with
+    /// `tokens`.
+    pub fn new(
+        engine: Engine,
+        hub: EventHub,
+        shutdown: CancellationToken,
+        tokens: PageTokens,
+    ) -> Self {
         Self {
             engine,
             hub,
             shutdown,
+            tokens,
         }
     }
 
@@ -211,9 +221,7 @@ fn key(
 }
 
 fn who<T>(request: &Request<T>, client: &str, reason: &str) -> Result<Actor, Error> {
-    if reason.chars().count() > 1000 {
-        return Err(Error::invalid("reason", "at most 1000 characters"));
-    }
+    text("reason", limits::REASON, reason)?;
     Ok(Actor {
         client_id: client.to_string(),
         actor: actor(request),
@@ -284,7 +292,12 @@ impl ExecutionService for ExecutionApi {
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
-            .create_execution(&actor, key, &r.manual_job_positions, false)
+            .create_execution(
+                &actor,
+                key,
+                manual_positions(&r.manual_job_positions)?,
+                false,
+            )
             .await?;
         Ok(answer(outcome))
     }
@@ -298,7 +311,11 @@ impl ExecutionService for ExecutionApi {
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
-            .recreate_execution(&actor, key, r.manual_job_positions.clone())
+            .recreate_execution(
+                &actor,
+                key,
+                manual_positions(&r.manual_job_positions)?.to_vec(),
+            )
             .await?;
         Ok(answer(outcome))
     }
@@ -312,7 +329,12 @@ impl ExecutionService for ExecutionApi {
         let actor = who(&request, &client, &r.reason)?;
         let outcome = self
             .engine
-            .process_execution(&actor, key, &r.manual_job_positions, false)
+            .process_execution(
+                &actor,
+                key,
+                manual_positions(&r.manual_job_positions)?,
+                false,
+            )
             .await?;
         Ok(answer(outcome))
     }
@@ -348,9 +370,7 @@ impl ExecutionService for ExecutionApi {
         let r = request.get_ref();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
         let actor = who(&request, &client, &r.reason)?;
-        if r.position == 0 {
-            return Err(Error::invalid("position", "required: a job position from 1").into());
-        }
+        limits::check_position("position", r.position)?;
         Ok(answer(
             self.engine.trigger_job(&actor, key, r.position).await?,
         ))
@@ -363,9 +383,7 @@ impl ExecutionService for ExecutionApi {
         let r = request.get_ref();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
         let actor = who(&request, &client, &r.reason)?;
-        if r.position == 0 {
-            return Err(Error::invalid("position", "required: a job position from 1").into());
-        }
+        limits::check_position("position", r.position)?;
         Ok(answer(
             self.engine.retry_job(&actor, key, r.position).await?,
         ))
@@ -403,7 +421,7 @@ impl ExecutionService for ExecutionApi {
             r.start_date.as_str(),
             r.end_date.as_str(),
         ];
-        let before: Option<NaiveDate> = page_token::decode("page_token", &r.page_token, &scope)?;
+        let before: Option<NaiveDate> = self.tokens.decode("page_token", &r.page_token, &scope)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
         let mut rows = executions::list(
             &mut conn,
@@ -417,7 +435,7 @@ impl ExecutionService for ExecutionApi {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => page_token::encode(&scope, &last.row.business_date),
+            (true, Some(last)) => self.tokens.encode(&scope, &last.row.business_date),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListExecutionsResponse {
@@ -475,6 +493,7 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<pb::ListErroredWorkItemsResponse>, Status> {
         let r = request.into_inner();
         let (client, key) = key(&r.client_id, &r.config_id, &r.business_date)?;
+        text("error_code", limits::ERROR_CODE, &r.error_code)?;
         if r.error_code.is_empty() {
             return Err(Error::invalid(
                 "error_code",
@@ -492,7 +511,10 @@ impl ExecutionService for ExecutionApi {
             position.as_str(),
             r.error_code.as_str(),
         ];
-        let after: i32 = page_token::decode("page_token", &r.page_token, &scope)?.unwrap_or(0);
+        let after: i32 = self
+            .tokens
+            .decode("page_token", &r.page_token, &scope)?
+            .unwrap_or(0);
         let execution = self.load(&client, key).await?;
         let run = Self::job_run(&execution, r.position)?;
         let mut conn = self.engine.db().conn().await.map_err(Error::from)?;
@@ -515,7 +537,7 @@ impl ExecutionService for ExecutionApi {
                 .map_err(Error::from)?
         };
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => page_token::encode(&scope, &last.seq),
+            (true, Some(last)) => self.tokens.encode(&scope, &last.seq),
             _ => String::new(),
         };
         let items = rows

@@ -28,7 +28,8 @@ use chrono::{DateTime, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, 
 use chrono::{Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
 
-use super::config::{ConfigDraft, Frequency};
+use super::config::{ConfigDraft, Frequency, RecurrenceRule};
+use super::limits::{FIRST_BUSINESS_DATE, LAST_BUSINESS_DATE};
 
 /// How far past `after` [`next_runs`] looks for runs, so that a rule that
 /// matches rarely or never cannot make the search run for long.
@@ -68,7 +69,10 @@ pub fn runs_on(config: &ConfigDraft, date: NaiveDate) -> bool {
 /// the DST rules of the module. `None` when there are no automatic runs or
 /// `date` is not a run date. Used to know when a given date's run is due.
 pub fn start_of(config: &ConfigDraft, date: NaiveDate) -> Option<DateTime<Utc>> {
-    runs_on(config, date).then(|| run_of(config, date).start)
+    runs_on(config, date)
+        .then(|| run_of(config, date))
+        .flatten()
+        .map(|run| run.start)
 }
 
 /// Automatic runs whose start is in `(after, until]`, oldest first, at most
@@ -147,10 +151,26 @@ pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<D
 /// `FREQ=MONTHLY` runs on the 1st, a bare `FREQ=WEEKLY` on Saturdays). No
 /// date before the anchor is a run date.
 fn rule_anchor() -> DateTime<rrule::Tz> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("fixed date")
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .unwrap_or(NaiveDate::MIN)
+        .and_time(NaiveTime::MIN)
+        .and_utc()
         .with_timezone(&rrule::Tz::UTC)
+}
+
+/// The dates of `rule` from `from` on, ascending, ending where the rule
+/// does or where the `rrule` crate's iteration limit gives up (100,000
+/// periods without a match). Also used to refuse rules that never fire.
+pub fn rule_dates(rule: &RecurrenceRule, from: NaiveDate) -> Box<dyn Iterator<Item = NaiveDate>> {
+    match rule.rule().clone().build(rule_anchor()) {
+        Ok(set) => Box::new(
+            (&set.limit())
+                .into_iter()
+                .map(|occurrence| occurrence.date_naive())
+                .skip_while(move |date| *date < from),
+        ),
+        Err(_) => Box::new(std::iter::empty()),
+    }
 }
 
 /// The business dates from `from` on with an automatic run, ascending;
@@ -165,15 +185,7 @@ fn run_dates(config: &ConfigDraft, from: NaiveDate) -> Box<dyn Iterator<Item = N
     let Some(rule) = &config.recurrence_rule else {
         return Box::new(from.iter_days());
     };
-    match rule.rule().clone().build(rule_anchor()) {
-        Ok(set) => Box::new(
-            (&set.limit())
-                .into_iter()
-                .map(|occurrence| occurrence.date_naive())
-                .skip_while(move |date| *date < from),
-        ),
-        Err(_) => Box::new(std::iter::empty()),
-    }
+    rule_dates(rule, from)
 }
 
 /// The automatic runs of the business dates `first..=last`, oldest first.
@@ -182,18 +194,21 @@ fn runs_in(
     first: NaiveDate,
     last: NaiveDate,
 ) -> impl Iterator<Item = UpcomingRun> + '_ {
+    let first = first.max(FIRST_BUSINESS_DATE);
+    let last = last.min(LAST_BUSINESS_DATE);
     run_dates(config, first)
         .take_while(move |date| *date <= last)
-        .map(|date| run_of(config, date))
+        .filter_map(|date| run_of(config, date))
 }
 
-/// The run of business date `date`, assuming it is a run date.
-fn run_of(config: &ConfigDraft, date: NaiveDate) -> UpcomingRun {
+/// The run of business date `date`, assuming it is a run date; `None` only
+/// when its start is outside the instants chrono can represent.
+fn run_of(config: &ConfigDraft, date: NaiveDate) -> Option<UpcomingRun> {
     let time = config.scheduled_time.unwrap_or(NaiveTime::MIN);
-    UpcomingRun {
+    Some(UpcomingRun {
         business_date: date,
-        start: instants_at(config.time_zone, date.and_time(time))[0],
-    }
+        start: *instants_at(config.time_zone, date.and_time(time)).first()?,
+    })
 }
 
 /// The earliest business date whose run may start after `at`: the day before
@@ -220,15 +235,16 @@ fn instants_at(tz: Tz, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
             let (a, b) = (a.to_utc(), b.to_utc());
             vec![a.min(b), a.max(b)]
         }
-        LocalResult::None => vec![gap_end(tz, local)],
+        LocalResult::None => gap_end(tz, local).into_iter().collect(),
     }
 }
 
 /// The instant at which the DST gap containing the local time `local` ends.
 /// The offsets a day before and after bracket the transition; a binary search
 /// over whole seconds finds the first instant whose local time is past
-/// `local`.
-fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+/// `local`. `None` at the edges of chrono's range, where a local time has
+/// no instant because the instant is not representable.
+fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     let as_utc = local.and_utc();
     let offset_at =
         |t: DateTime<Utc>| i64::from(t.with_timezone(&tz).offset().fix().local_minus_utc());
@@ -236,9 +252,10 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         DateTime::from_timestamp(secs, 0)
             .is_some_and(|t| t.with_timezone(&tz).naive_local() > local)
     };
+    let day = Duration::days(1);
     // Before the gap the clock shows less than `local`, after it more.
-    let mut before = as_utc.timestamp() - offset_at(as_utc + Duration::days(1));
-    let mut after = as_utc.timestamp() - offset_at(as_utc - Duration::days(1));
+    let mut before = as_utc.timestamp() - offset_at(as_utc.checked_add_signed(day)?);
+    let mut after = as_utc.timestamp() - offset_at(as_utc.checked_sub_signed(day)?);
     while after - before > 1 {
         let mid = before + (after - before) / 2;
         if wall_after(mid) {
@@ -247,7 +264,7 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
             before = mid;
         }
     }
-    DateTime::from_timestamp(after, 0).unwrap_or(as_utc)
+    DateTime::from_timestamp(after, 0)
 }
 
 #[cfg(test)]

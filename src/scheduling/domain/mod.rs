@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod execution;
+pub mod limits;
 pub mod time_of_day;
 pub mod work_item;
 
