@@ -136,6 +136,7 @@ pub async fn start_with_clock(
     let router = tonic::transport::Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
         .layer(crate::catch_panic::layer())
+        .layer(crate::scheduling::api::codec::decode_failures_layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

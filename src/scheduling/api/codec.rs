@@ -3,7 +3,8 @@
 //! (wrong wire type, invalid UTF-8 in a string, a truncated message) answer
 //! INVALID_ARGUMENT with a `BadRequest` violation naming the field prost
 //! stopped at, where `tonic_prost` answers INTERNAL. `build.rs` names this
-//! codec for the generated services.
+//! codec for the generated services; [`decode_failures_layer`] does the same
+//! for the services built with tonic's codec (health, reflection).
 
 use std::marker::PhantomData;
 
@@ -99,6 +100,43 @@ pub fn decode_failure(error: &str) -> Status {
     )
 }
 
+/// The response rewrite of [`decode_failures_layer`].
+pub type Rewrite = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
+
+/// A layer that turns the INTERNAL status tonic answers when a request does
+/// not decode (`failed to decode Protobuf message`, or a message cut short:
+/// `Unexpected EOF decoding stream.`) into the INVALID_ARGUMENT of
+/// [`decode_failure`], for services whose codec is tonic's own.
+pub fn decode_failures_layer() -> tower::util::MapResponseLayer<Rewrite> {
+    tower::util::MapResponseLayer::new(rewrite_decode_failure as Rewrite)
+}
+
+fn rewrite_decode_failure(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"13") {
+        return response;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return response;
+    };
+    let message = status.message();
+    if message.starts_with("failed to decode Protobuf message")
+        || message == "Unexpected EOF decoding stream."
+    {
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            headers.remove(name);
+        }
+        if decode_failure(message).add_header(headers).is_err() {
+            // The replacement could not be written: keep a status at all.
+            let _ = Status::invalid_argument("the request is not a valid protobuf message")
+                .add_header(headers);
+        }
+    }
+    response
+}
+
 fn is_ident(text: &str) -> bool {
     let mut chars = text.chars();
     chars
@@ -146,5 +184,25 @@ mod tests {
         let status = decode_error::<pb::GetExecutionRequest>(&[0x80]);
         assert_eq!(violation(&status), "request");
         assert!(status.message().len() < 300);
+    }
+
+    #[test]
+    fn tonic_decode_failures_are_rewritten_and_others_kept() {
+        let rewritten = |status: Status| {
+            let response = rewrite_decode_failure(status.into_http());
+            Status::from_header_map(response.headers()).unwrap()
+        };
+        let decode = Status::internal(
+            "failed to decode Protobuf message: HealthCheckRequest.service: invalid string value: \
+             data is not UTF-8 encoded",
+        );
+        let status = rewritten(decode);
+        assert_eq!(violation(&status), "service");
+        let eof = rewritten(Status::internal("Unexpected EOF decoding stream."));
+        assert_eq!(violation(&eof), "request");
+        let bug = rewritten(Status::internal("internal error"));
+        assert_eq!(bug.code(), Code::Internal);
+        let fine = rewritten(Status::not_found("no such thing"));
+        assert_eq!(fine.code(), Code::NotFound);
     }
 }

@@ -579,7 +579,7 @@ async fn retry_in_tx(
             .jobs
             .iter_mut()
             .find(|j| j.position == position)
-            .expect("retried job exists");
+            .ok_or_else(|| Error::Internal("retried job missing from the state".into()))?;
         job.counts = Default::default();
         job.phase = JobPhase::Planning;
         "planning again".to_string()
