@@ -5,6 +5,8 @@
 mod configs;
 mod daily_sequence;
 mod executions;
+mod fuzz;
+mod hardening;
 mod ledger_jobs;
 mod processes;
 mod scheduling;
