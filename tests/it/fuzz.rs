@@ -47,6 +47,8 @@ struct Targets {
 struct Gen<'a> {
     rng: StdRng,
     t: &'a Targets,
+    /// Mostly valid values, so that the hostile one reaches deeper code.
+    calm: bool,
 }
 
 impl Gen<'_> {
@@ -64,6 +66,9 @@ impl Gen<'_> {
     /// A hostile text, or one of `good` (valid values for the field).
     fn text(&mut self, good: &[&str]) -> String {
         let good = if good.is_empty() { &["value"] } else { good };
+        if self.calm && self.chance(7, 8) {
+            return self.pick(good).to_string();
+        }
         match self.rng.random_range(0..12) {
             0 => String::new(),
             1..=4 => self.pick(good).to_string(),
@@ -133,6 +138,9 @@ impl Gen<'_> {
 
     fn page_token(&mut self) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if self.calm && self.chance(3, 4) {
+            return String::new();
+        }
         match self.rng.random_range(0..6) {
             0 => String::new(),
             1 => {
@@ -161,6 +169,9 @@ impl Gen<'_> {
     }
 
     fn int32(&mut self) -> i32 {
+        if self.calm && self.chance(7, 8) {
+            return self.rng.random_range(0..4);
+        }
         match self.rng.random_range(0..4) {
             0 => self.pick(&[
                 0,
@@ -182,6 +193,9 @@ impl Gen<'_> {
     }
 
     fn uint32(&mut self) -> u32 {
+        if self.calm && self.chance(7, 8) {
+            return self.rng.random_range(1..=3);
+        }
         match self.rng.random_range(0..4) {
             0 => self.pick(&[0, 1, 2, 3, 4, 50, 51, u32::MAX]),
             1 => self.rng.random_range(1..=3),
@@ -190,6 +204,9 @@ impl Gen<'_> {
     }
 
     fn positions(&mut self) -> Vec<u32> {
+        if self.calm && self.chance(7, 8) {
+            return Vec::new();
+        }
         match self.rng.random_range(0..10) {
             0 => (0..100_000).collect(),
             1..=4 => Vec::new(),
@@ -583,6 +600,7 @@ async fn run_case(channel: &Channel, targets: &Targets, seed: u64, index: u64) -
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         t: targets,
+        calm: index % 2 == 0,
     };
     let rpc = g.rng.random_range(0..RPCS);
     let (path, mut bytes, streaming) = g.request(rpc);

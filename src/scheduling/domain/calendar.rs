@@ -29,7 +29,7 @@ use chrono::{Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
 
 use super::config::{ConfigDraft, Frequency, RecurrenceRule};
-use super::limits::{FIRST_BUSINESS_DATE, LAST_BUSINESS_DATE};
+use super::limits::{FIRST_BUSINESS_DATE, LAST_BUSINESS_DATE, LAST_INSTANT_SECONDS};
 
 /// How far past `after` [`next_runs`] looks for runs, so that a rule that
 /// matches rarely or never cannot make the search run for long.
@@ -211,6 +211,7 @@ fn runs_in(
     run_dates(config, first)
         .take_while(move |date| *date <= last)
         .filter_map(|date| run_of(config, date))
+        .filter(|run| run.start.timestamp() <= LAST_INSTANT_SECONDS)
 }
 
 /// The run of business date `date`, assuming it is a run date; `None` only

@@ -617,6 +617,15 @@ mod tests {
     }
 
     #[test]
+    fn refusing_a_rule_that_never_fires_is_quick() {
+        let rule = RecurrenceRule::parse("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30").unwrap();
+        let started = std::time::Instant::now();
+        assert!(rule.check_fires(today()).is_err());
+        println!("refused in {:?}", started.elapsed());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
     fn texts_follow_the_limits() {
         let mut i = input();
         i.description = "line\nwith\0nul".into();
