@@ -8,6 +8,11 @@
 //! must stay under 1 KB. Afterwards the server is healthy and processes an
 //! execution.
 //!
+//! Bytes go on the wire two ways: as the message of a well-framed request
+//! (through a tonic channel with a raw codec), and as the whole request body
+//! with gRPC frame headers of any flag and length (an HTTP/2 request built by
+//! hand on the same channel).
+//!
 //! The inputs come from a seeded RNG: the seed is printed, and
 //! `ALLEGRO_FUZZ_SEED=<seed>` replays a run; `ALLEGRO_FUZZ_CASES` sets the
 //! number of cases (10,000 by default).
@@ -589,6 +594,81 @@ async fn call(
     }
 }
 
+/// Sends `body` as the whole HTTP/2 request body of `path`, with
+/// `grpc-encoding` when given; the error status if the call failed.
+async fn call_framed(
+    channel: &Channel,
+    path: &str,
+    body: Vec<u8>,
+    encoding: Option<&'static str>,
+) -> Option<tonic::Status> {
+    use http_body_util::BodyExt as _;
+    use tower::{Service as _, ServiceExt as _};
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(encoding) = encoding {
+        request = request.header("grpc-encoding", encoding);
+    }
+    let request = request
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(body),
+        )))
+        .ok()?;
+    let mut channel = channel.clone();
+    let response = match channel.ready().await {
+        Ok(ready) => ready.call(request).await,
+        Err(e) => return Some(tonic::Status::unavailable(e.to_string())),
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(e) => return Some(tonic::Status::unavailable(e.to_string())),
+    };
+    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+        return (status.code() != tonic::Code::Ok).then_some(status);
+    }
+    // A streaming answer may never end: what came within a moment counts.
+    let collected =
+        tokio::time::timeout(Duration::from_millis(500), response.into_body().collect()).await;
+    match collected {
+        Ok(Ok(body)) => body
+            .trailers()
+            .and_then(tonic::Status::from_header_map)
+            .filter(|s| s.code() != tonic::Code::Ok),
+        Ok(Err(status)) => Some(status),
+        Err(_) => None,
+    }
+}
+
+/// `message` in gRPC frames as a hostile client might send them: a
+/// compressed-flag of any value, a length that is right, too short, too
+/// long or huge, several frames, or no frame at all.
+fn frames(g: &mut Gen<'_>, message: Vec<u8>) -> Vec<u8> {
+    let frame = |flag: u8, len: u32, bytes: &[u8]| {
+        let mut out = vec![flag];
+        out.extend(len.to_be_bytes());
+        out.extend_from_slice(bytes);
+        out
+    };
+    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+    match g.rng.random_range(0..8) {
+        0 => Vec::new(),
+        1 => frame(g.pick(&[1, 2, 0x80, 0xff]), len, &message),
+        2 => frame(0, len.saturating_add(g.rng.random_range(1..100)), &message),
+        3 => frame(0, len / 2, &message),
+        4 => frame(0, g.pick(&[u32::MAX, 5 << 20, 4 << 20]), &message),
+        5 => [frame(0, len, &message), frame(0, len, &message)].concat(),
+        6 => {
+            let mut bytes = vec![0u8; g.rng.random_range(0..12)];
+            g.rng.fill_bytes(&mut bytes);
+            bytes
+        }
+        _ => frame(0, len, &message)[..g.rng.random_range(0..5)].to_vec(),
+    }
+}
+
 /// One case: which RPC, what was sent (briefly), and what is wrong with
 /// the answer, if anything.
 struct Outcome {
@@ -608,9 +688,18 @@ async fn run_case(channel: &Channel, targets: &Targets, seed: u64, index: u64) -
     if mutated {
         bytes = g.mutate(bytes);
     }
+    let framed = g.chance(1, 8);
+    if framed {
+        bytes = frames(&mut g, bytes);
+    }
     let size = bytes.len();
     let head: Vec<u8> = bytes.iter().take(24).copied().collect();
-    let status = call(channel, &path, bytes, streaming).await;
+    let status = if framed {
+        let encoding = g.pick(&[None, None, Some("identity"), Some("gzip"), Some("bogus")]);
+        call_framed(channel, &path, bytes, encoding).await
+    } else {
+        call(channel, &path, bytes, streaming).await
+    };
     let Some(status) = status else {
         return Outcome {
             code: tonic::Code::Ok,
@@ -621,8 +710,9 @@ async fn run_case(channel: &Channel, targets: &Targets, seed: u64, index: u64) -
         code: status.code(),
         problem: status_problem(&status).map(|problem| {
             format!(
-                "case {index}: {path} ({size} bytes{}, starting {head:02x?}): {problem}: {:?} {}",
+                "case {index}: {path} ({size} bytes{}{}, starting {head:02x?}): {problem}: {:?} {}",
                 if mutated { ", mutated" } else { "" },
+                if framed { ", framed by hand" } else { "" },
                 status.code(),
                 status.message().chars().take(200).collect::<String>()
             )
@@ -689,6 +779,35 @@ async fn targets(fixture: &crate::executions::Fixture) -> Targets {
     Targets { config_ids, tokens }
 }
 
+/// Panics raised outside the test code (in the service or a library it
+/// calls) since [`watch_panics`] was called, as `file:line: message`.
+static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records every panic outside `tests/` in [`PANICS`], then reports it as
+/// before. A handler's panic would show as INTERNAL anyway; this also sees
+/// panics in tasks the service spawns.
+fn watch_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if !location.starts_with("tests/") {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if let Ok(mut panics) = PANICS.lock() {
+                panics.push(format!("{location}: {message}"));
+            }
+        }
+        previous(info);
+    }));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_answers_malformed_requests_with_a_client_error() {
     let seed: u64 = std::env::var("ALLEGRO_FUZZ_SEED")
@@ -701,6 +820,7 @@ async fn every_rpc_answers_malformed_requests_with_a_client_error() {
         .unwrap_or(10_000);
     println!("fuzz seed {seed} ({cases} cases; replay with ALLEGRO_FUZZ_SEED={seed})");
 
+    watch_panics();
     let fixture = setup_with(
         &[("EMPTY", false), ("FLAKY", false), ("ITEMS_75", true)],
         50,
@@ -740,6 +860,9 @@ async fn every_rpc_answers_malformed_requests_with_a_client_error() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+
+    let panics = PANICS.lock().map(|p| p.clone()).unwrap_or_default();
+    assert!(panics.is_empty(), "seed {seed}: panics: {panics:#?}");
 
     // Afterwards: healthy, and a new execution runs to completion.
     let mut health =

@@ -103,10 +103,24 @@ pub fn decode_failure(error: &str) -> Status {
 /// The response rewrite of [`decode_failures_layer`].
 pub type Rewrite = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
 
+/// Beginnings of the messages of the INTERNAL statuses tonic answers when
+/// the request body is not one well-formed gRPC message: a message cut
+/// short, no message at all, a compressed-flag without `grpc-encoding` or
+/// an unknown flag. All are the caller's error.
+const FRAMING_FAILURES: &[&str] = &[
+    "Unexpected EOF decoding stream.",
+    "Missing request message.",
+    "protocol error: received message with compressed-flag but no grpc-encoding",
+    "protocol error: received message with invalid compression flag",
+];
+
 /// A layer that turns the INTERNAL status tonic answers when a request does
-/// not decode (`failed to decode Protobuf message`, or a message cut short:
-/// `Unexpected EOF decoding stream.`) into the INVALID_ARGUMENT of
-/// [`decode_failure`], for services whose codec is tonic's own.
+/// not decode into INVALID_ARGUMENT: `failed to decode Protobuf message`
+/// (services whose codec is tonic's own: health, reflection) becomes the
+/// status of [`decode_failure`]; a malformed gRPC frame (see
+/// [`FRAMING_FAILURES`]) one naming `request`. The gRPC protocol asks for
+/// INTERNAL on a compressed-flag without encoding; this service answers
+/// INVALID_ARGUMENT there too, as INTERNAL is kept for its own bugs.
 pub fn decode_failures_layer() -> tower::util::MapResponseLayer<Rewrite> {
     tower::util::MapResponseLayer::new(rewrite_decode_failure as Rewrite)
 }
@@ -122,19 +136,39 @@ fn rewrite_decode_failure(
         return response;
     };
     let message = status.message();
-    if message.starts_with("failed to decode Protobuf message")
-        || message == "Unexpected EOF decoding stream."
+    let replacement = if message.starts_with("failed to decode Protobuf message") {
+        decode_failure(message)
+    } else if FRAMING_FAILURES.iter().any(|f| message.starts_with(f)) {
+        framing_failure(message)
+    } else {
+        return response;
+    };
     {
         for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
             headers.remove(name);
         }
-        if decode_failure(message).add_header(headers).is_err() {
+        if replacement.add_header(headers).is_err() {
             // The replacement could not be written: keep a status at all.
             let _ = Status::invalid_argument("the request is not a valid protobuf message")
                 .add_header(headers);
         }
     }
     response
+}
+
+/// The status of a request body that is not one well-formed gRPC message.
+fn framing_failure(message: &str) -> Status {
+    let description = format!(
+        "the request body is not one well-formed gRPC message: {}",
+        clip(message, 120)
+    );
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation("request", description.clone());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid argument: request: {description}"),
+        details,
+    )
 }
 
 fn is_ident(text: &str) -> bool {
@@ -198,8 +232,14 @@ mod tests {
         );
         let status = rewritten(decode);
         assert_eq!(violation(&status), "service");
-        let eof = rewritten(Status::internal("Unexpected EOF decoding stream."));
-        assert_eq!(violation(&eof), "request");
+        for framing in [
+            "Unexpected EOF decoding stream.",
+            "Missing request message.",
+            "protocol error: received message with compressed-flag but no grpc-encoding was \
+             specified",
+        ] {
+            assert_eq!(violation(&rewritten(Status::internal(framing))), "request");
+        }
         let bug = rewritten(Status::internal("internal error"));
         assert_eq!(bug.code(), Code::Internal);
         let fine = rewritten(Status::not_found("no such thing"));
