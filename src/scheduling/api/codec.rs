@@ -117,10 +117,11 @@ const FRAMING_FAILURES: &[&str] = &[
 /// A layer that turns the INTERNAL status tonic answers when a request does
 /// not decode into INVALID_ARGUMENT: `failed to decode Protobuf message`
 /// (services whose codec is tonic's own: health, reflection) becomes the
-/// status of [`decode_failure`]; a malformed gRPC frame (see
-/// [`FRAMING_FAILURES`]) one naming `request`. The gRPC protocol asks for
-/// INTERNAL on a compressed-flag without encoding; this service answers
-/// INVALID_ARGUMENT there too, as INTERNAL is kept for its own bugs.
+/// status of [`decode_failure`]; a malformed gRPC frame (a message cut
+/// short, none at all, a bad compressed-flag) one naming `request`. The
+/// gRPC protocol asks for INTERNAL on a compressed-flag without encoding;
+/// this service answers INVALID_ARGUMENT there too, as INTERNAL is kept for
+/// its own bugs.
 pub fn decode_failures_layer() -> tower::util::MapResponseLayer<Rewrite> {
     tower::util::MapResponseLayer::new(rewrite_decode_failure as Rewrite)
 }
@@ -143,15 +144,13 @@ fn rewrite_decode_failure(
     } else {
         return response;
     };
-    {
-        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
-            headers.remove(name);
-        }
-        if replacement.add_header(headers).is_err() {
-            // The replacement could not be written: keep a status at all.
-            let _ = Status::invalid_argument("the request is not a valid protobuf message")
-                .add_header(headers);
-        }
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+    }
+    if replacement.add_header(headers).is_err() {
+        // The replacement could not be written: keep a status at all.
+        let _ = Status::invalid_argument("the request is not a valid protobuf message")
+            .add_header(headers);
     }
     response
 }
