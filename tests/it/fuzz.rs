@@ -564,25 +564,28 @@ impl Gen<'_> {
     }
 }
 
-/// Sends one request; the error status if the call failed.
+/// Sends one request, with `actor` as its `x-actor` metadata when given;
+/// the error status if the call failed.
 async fn call(
     channel: &Channel,
     path: &str,
     bytes: Vec<u8>,
     streaming: bool,
+    actor: Option<String>,
 ) -> Option<tonic::Status> {
-    if !streaming {
-        return raw_unary(channel, path, bytes).await.err();
-    }
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     if let Err(e) = grpc.ready().await {
         return Some(tonic::Status::unavailable(e.to_string()));
     }
     let path = http::uri::PathAndQuery::try_from(path.to_string()).ok()?;
-    match grpc
-        .server_streaming(tonic::Request::new(bytes), path, RawCodec)
-        .await
-    {
+    let mut request = tonic::Request::new(bytes);
+    if let Some(value) = actor.and_then(|a| a.parse().ok()) {
+        request.metadata_mut().insert("x-actor", value);
+    }
+    if !streaming {
+        return grpc.unary(request, path, RawCodec).await.err();
+    }
+    match grpc.server_streaming(request, path, RawCodec).await {
         Err(status) => Some(status),
         Ok(response) => {
             let mut stream = response.into_inner();
@@ -698,7 +701,20 @@ async fn run_case(channel: &Channel, targets: &Targets, seed: u64, index: u64) -
         let encoding = g.pick(&[None, None, Some("identity"), Some("gzip"), Some("bogus")]);
         call_framed(channel, &path, bytes, encoding).await
     } else {
-        call(channel, &path, bytes, streaming).await
+        let actor = match g.rng.random_range(0..4) {
+            0 => None,
+            1 => Some("ops@aria".to_string()),
+            // Visible ASCII of any length HTTP/2 takes in a header.
+            _ => {
+                let len = g.pick(&[0, 1, 200, 201, 5_000]);
+                Some(
+                    (0..len)
+                        .map(|_| char::from(g.rng.random_range(0x20u8..0x7f)))
+                        .collect(),
+                )
+            }
+        };
+        call(channel, &path, bytes, streaming, actor).await
     };
     let Some(status) = status else {
         return Outcome {

@@ -452,3 +452,23 @@ async fn database_failures_are_classified_and_sessions_configured() {
     assert_eq!(error.failure(), Failure::Conflict, "{error}");
     assert!(blocking.is_ok());
 }
+
+#[tokio::test]
+async fn the_actor_metadata_is_bounded() {
+    let server = TestServer::start().await;
+    let config_id = create_daily(&server, "UTC").await;
+    let mut request = tonic::Request::new(pb::CreateExecutionRequest {
+        client_id: CLIENT.into(),
+        config_id,
+        business_date: "2026-11-24".into(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-actor", "a".repeat(5_000).parse().unwrap());
+    assert_invalid(
+        server.executions().create_execution(request).await,
+        "x-actor",
+    );
+    server.stop().await;
+}

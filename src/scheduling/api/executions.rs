@@ -224,7 +224,7 @@ fn who<T>(request: &Request<T>, client: &str, reason: &str) -> Result<Actor, Err
     text("reason", limits::REASON, reason)?;
     Ok(Actor {
         client_id: client.to_string(),
-        actor: actor(request),
+        actor: actor(request)?,
         reason: reason.to_string(),
     })
 }

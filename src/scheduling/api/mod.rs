@@ -108,15 +108,25 @@ pub fn manual_positions(values: &[u32]) -> Result<&[u32], Error> {
     Ok(values)
 }
 
-/// Who is acting: the `x-actor` request metadata, else `anonymous`.
-pub fn actor<T>(request: &tonic::Request<T>) -> String {
-    request
-        .metadata()
-        .get(ACTOR_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().chars().take(200).collect::<String>())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
+/// Who is acting: the `x-actor` request metadata (trimmed, at most
+/// [`limits::ACTOR`] characters of visible ASCII), else `anonymous`.
+pub fn actor<T>(request: &tonic::Request<T>) -> Result<String, Error> {
+    let Some(value) = request.metadata().get(ACTOR_METADATA_KEY) else {
+        return Ok("anonymous".to_string());
+    };
+    let value = value.to_str().map_err(|_| {
+        Error::invalid(
+            ACTOR_METADATA_KEY,
+            "must be visible ASCII (request metadata)",
+        )
+    })?;
+    let value = value.trim();
+    limits::ACTOR.check(ACTOR_METADATA_KEY, value)?;
+    Ok(if value.is_empty() {
+        "anonymous".to_string()
+    } else {
+        value.to_string()
+    })
 }
 
 #[cfg(test)]
@@ -167,6 +177,22 @@ mod tests {
             assert!(error.to_string().len() < 200, "{error}");
         }
         assert!(uuid("config_id", "a\0b").is_err());
+    }
+
+    #[test]
+    fn the_actor_is_bounded() {
+        let with = |value: &str| {
+            let mut request = tonic::Request::new(());
+            request
+                .metadata_mut()
+                .insert(ACTOR_METADATA_KEY, value.parse().unwrap());
+            actor(&request)
+        };
+        assert_eq!(actor(&tonic::Request::new(())).unwrap(), "anonymous");
+        assert_eq!(with("  ops@aria ").unwrap(), "ops@aria");
+        assert_eq!(with("   ").unwrap(), "anonymous");
+        assert!(with(&"a".repeat(201)).is_err());
+        assert!(with("tab\there").is_err());
     }
 
     #[test]

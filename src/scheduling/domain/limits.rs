@@ -80,6 +80,11 @@ pub const REASON: TextLimit = TextLimit {
     max_chars: 1000,
     lines: Lines::Multi,
 };
+/// The `x-actor` request metadata naming who acts.
+pub const ACTOR: TextLimit = TextLimit {
+    max_chars: 200,
+    lines: Lines::Single,
+};
 /// The `error_code` filter of ListErroredWorkItems.
 pub const ERROR_CODE: TextLimit = TextLimit {
     max_chars: 200,
