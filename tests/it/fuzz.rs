@@ -274,9 +274,15 @@ impl Gen<'_> {
         if self.chance(1, 10) {
             return None;
         }
-        let jobs = (0..self.pick(&[0, 1, 2, 3, 51, 1000]))
+        let count = self.pick(&[0, 1, 2, 3, 51, 1000]);
+        let jobs = (0..count)
             .map(|_| pb::JobSpec {
-                job_type: self.text(&["EMPTY", "ITEMS_75", "FLAKY", "BILLING"]),
+                // Many jobs get short names, so a message stays a few MB.
+                job_type: if count > 51 {
+                    self.pick(&["EMPTY", "X", ""]).to_string()
+                } else {
+                    self.text(&["EMPTY", "ITEMS_75", "FLAKY", "BILLING"])
+                },
                 manual: self.rng.random(),
             })
             .collect();
