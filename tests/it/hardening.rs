@@ -411,8 +411,51 @@ async fn database_failures_are_classified_and_sessions_configured() {
         assert_eq!(error.failure(), Failure::Timeout, "{error}");
     }
 
-    // A deadlock: two transactions lock two rows in opposite order.
+    // A connection PostgreSQL terminates: its next statement is
+    // UNAVAILABLE.
     let setup = client(url.clone()).await;
+    {
+        use diesel::sql_types::Integer;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        let mut conn = db.conn().await.unwrap();
+        let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        setup
+            .batch_execute(&format!("SELECT pg_terminate_backend({})", pid.pid))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let error = diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let error = allegro_scheduler::db::DbError::Query(error);
+        assert_eq!(error.failure(), Failure::Unavailable, "{error}");
+    }
+
+    // No free connection within the wait timeout: UNAVAILABLE.
+    {
+        let small = Db::with_options(
+            &url,
+            PoolOptions {
+                wait_timeout: Duration::from_millis(100),
+                ..PoolOptions::new(1)
+            },
+        )
+        .unwrap();
+        let _held = small.conn().await.unwrap();
+        let error = small.conn().await.err().expect("pool exhausted");
+        assert_eq!(error.failure(), Failure::Unavailable, "{error}");
+    }
+
+    // A deadlock: two transactions lock two rows in opposite order.
     setup
         .batch_execute("CREATE TABLE deadlock_test (id int PRIMARY KEY); INSERT INTO deadlock_test VALUES (1), (2)")
         .await
