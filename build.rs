@@ -36,10 +36,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scheduling.encode_to_vec(),
     )?;
     std::fs::write(out_dir.join("core_descriptor.bin"), core.encode_to_vec())?;
+    // The scheduling services answer undecodable requests with
+    // INVALID_ARGUMENT (their own codec); the core Aria interface keeps
+    // tonic's codec.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(true)
-        .compile_fds(fds)?;
+        .codec_path("crate::scheduling::api::codec::StrictCodec")
+        .compile_fds(scheduling)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .generate_default_stubs(true)
+        .compile_fds(core)?;
     Ok(())
 }

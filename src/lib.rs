@@ -17,9 +17,11 @@
 //!
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
-//! [`server`] (assembles both wings into one process), [`tls`].
+//! [`server`] (assembles both wings into one process, with the
+//! [`catch_panic`] safety net), [`tls`].
 
 pub mod billing;
+pub mod catch_panic;
 pub mod clock;
 pub mod db;
 pub mod embedded_pg;

@@ -21,6 +21,7 @@ use crate::scheduling::api::auth::AuthLayer;
 use crate::scheduling::api::catalogue::CatalogueApi;
 use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
+use crate::scheduling::api::page_token::{KeyError, PageTokens};
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::usecases::access::KeyDirectory;
@@ -49,6 +50,9 @@ pub enum ServerError {
     /// The TLS settings cannot be used, or plaintext was refused.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The page token key from the database was refused.
+    #[error(transparent)]
+    PageTokenKey(#[from] KeyError),
 }
 
 /// A server that is running. Dropping it does not stop it: call
@@ -101,8 +105,9 @@ pub async fn start_with_clock(
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
     let tls = crate::tls::server_tls(settings)?;
-    let db = Db::new(url, settings.db_pool_size)?;
+    let db = Db::with_options(url, settings.pool())?;
     db.migrate().await?;
+    let tokens = PageTokens::new(&db.page_token_key().await?)?;
     let engine = Engine::new(db, registry, settings.engine(), clock);
 
     let listener = TcpListener::bind(settings.listen).await?;
@@ -148,6 +153,8 @@ pub async fn start_with_clock(
     }
     let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(crate::catch_panic::layer())
+        .layer(crate::scheduling::api::codec::decode_failures_layer())
         // Every call but health and reflection is authenticated here.
         .layer(AuthLayer::new(
             KeyDirectory::new(engine.db().clone()),
@@ -161,9 +168,11 @@ pub async fn start_with_clock(
         )))
         .add_service(JobScheduleConfigServiceServer::new(ConfigApi::new(
             usecases.clone(),
+            tokens.clone(),
         )))
         .add_service(ExecutionServiceServer::new(ExecutionApi::new(
             usecases.clone(),
+            tokens,
         )))
         .add_service(AccessServiceServer::new(AccessApi::new(usecases)));
 

@@ -27,6 +27,18 @@ pub struct ServeSettings {
     /// Size of the database connection pool.
     #[arg(long, env = "ALLEGRO_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+    /// Milliseconds a statement on a pooled connection may run before
+    /// PostgreSQL cancels it (the request answers DEADLINE_EXCEEDED).
+    #[arg(
+        long,
+        env = "ALLEGRO_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub db_statement_timeout_ms: u64,
+    /// Milliseconds a request waits for a pooled connection before it
+    /// answers UNAVAILABLE.
+    #[arg(long, env = "ALLEGRO_DB_POOL_WAIT_MS", default_value_t = 30_000)]
+    pub db_pool_wait_ms: u64,
     /// Work items per batch.
     #[arg(long, env = "ALLEGRO_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
@@ -111,6 +123,8 @@ impl ServeSettings {
             data_dir: PathBuf::from(".allegro-data"),
             embedded_pg_port: 54329,
             db_pool_size: 16,
+            db_statement_timeout_ms: 60_000,
+            db_pool_wait_ms: 30_000,
             batch_size: 1000,
             workers: 4,
             lease_secs: 30,
@@ -138,6 +152,15 @@ impl ServeSettings {
         Limits {
             requests_per_key: self.max_requests_per_key.max(1),
             streams_per_key: self.max_streams_per_key.max(1),
+        }
+    }
+
+    /// The connection pool's size and timeouts.
+    pub fn pool(&self) -> crate::db::PoolOptions {
+        crate::db::PoolOptions {
+            max_size: self.db_pool_size,
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms.max(1)),
+            wait_timeout: Duration::from_millis(self.db_pool_wait_ms.max(1)),
         }
     }
 

@@ -558,7 +558,12 @@ async fn every_rpc_refuses_bad_credentials_and_changes_nothing() {
         }),
         (
             "wrong secret",
-            Headers::key(&format!("{}0", &operator[..operator.len() - 1])),
+            // The last hex digit changed (never to itself).
+            Headers::key(&format!(
+                "{}{}",
+                &operator[..operator.len() - 1],
+                if operator.ends_with('0') { '1' } else { '0' }
+            )),
             &|_| Some(Code::Unauthenticated),
         ),
         ("expired", Headers::key(&expired), &|_| {

@@ -7,6 +7,8 @@ mod configs;
 mod core_standin;
 mod daily_sequence;
 mod executions;
+mod fuzz;
+mod hardening;
 mod ledger_jobs;
 mod processes;
 mod scheduling;

@@ -447,3 +447,96 @@ pub fn init_tracing() {
         }
     });
 }
+
+/// A codec that sends and receives raw message bytes, to put any bytes on
+/// the wire as a request.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// Encoder and decoder of [`RawCodec`].
+pub struct RawBytes;
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+/// Sends `bytes` as the request message of the unary method `path` (e.g.
+/// `/aria.allegro.scheduling.v1.JobCatalogueService/ListJobTypes`).
+pub async fn raw_unary(
+    channel: &KeyedChannel,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::try_from(path.to_string())
+        .map_err(|e| tonic::Status::internal(format!("bad path in the test: {e}")))?;
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Asserts what every error status of the service must satisfy: a code the
+/// caller can act on (never INTERNAL, UNKNOWN or CANCELLED), a BadRequest
+/// violation naming a field on every INVALID_ARGUMENT, and message plus
+/// details under 1 KB. Returns what is wrong, if anything.
+pub fn status_problem(status: &tonic::Status) -> Option<String> {
+    use tonic::Code;
+    use tonic_types::StatusExt;
+    if matches!(
+        status.code(),
+        Code::Internal | Code::Unknown | Code::Cancelled
+    ) {
+        return Some(format!("code {:?}", status.code()));
+    }
+    let size = status.message().len() + status.details().len();
+    if size >= 1024 {
+        return Some(format!("message + details are {size} bytes"));
+    }
+    if status.code() == Code::InvalidArgument {
+        let named = status
+            .get_details_bad_request()
+            .is_some_and(|b| b.field_violations.iter().any(|v| !v.field.is_empty()));
+        if !named {
+            return Some("INVALID_ARGUMENT without a BadRequest field violation".into());
+        }
+    }
+    None
+}

@@ -394,12 +394,18 @@ fn on_behalf_of(headers: &http::HeaderMap) -> Result<Option<String>, Status> {
     let Some(value) = headers.get(ON_BEHALF_OF_METADATA_KEY) else {
         return Ok(None);
     };
-    let text = value.to_str().map_err(|_| {
-        Status::invalid_argument(format!("{ON_BEHALF_OF_METADATA_KEY}: not printable text"))
-    })?;
+    let invalid = |description: String| {
+        Status::from(crate::scheduling::domain::Error::invalid(
+            ON_BEHALF_OF_METADATA_KEY,
+            description,
+        ))
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| invalid("not printable text".to_string()))?;
     access::check_on_behalf_of(text)
         .map(Some)
-        .map_err(|e| Status::invalid_argument(format!("{ON_BEHALF_OF_METADATA_KEY}: {e}")))
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// A response body that holds the call's limit slot until it is dropped.

@@ -5,9 +5,11 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{config_input, config_to_proto, timestamp};
-use super::{authorized_client, page_token, uuid};
+use super::page_token::{self, PageTokens};
+use super::{authorized_client, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::job_schedule_config_service_server::JobScheduleConfigService;
+use crate::scheduling::domain::limits;
 use crate::scheduling::usecases::configurations::{ConfigCursor, ConfigUpdate};
 use crate::scheduling::usecases::UseCases;
 use crate::scheduling::Error;
@@ -15,12 +17,14 @@ use crate::scheduling::Error;
 /// Serves configurations through the use cases.
 pub struct ConfigApi {
     usecases: UseCases,
+    tokens: PageTokens,
 }
 
 impl ConfigApi {
-    /// A configuration service on the use cases.
-    pub fn new(usecases: UseCases) -> Self {
-        Self { usecases }
+    /// A configuration service on the use cases, signing page tokens with
+    /// `tokens`.
+    pub fn new(usecases: UseCases, tokens: PageTokens) -> Self {
+        Self { usecases, tokens }
     }
 }
 
@@ -67,7 +71,7 @@ impl JobScheduleConfigService for ConfigApi {
         let limit = page_token::page_size("page_size", req.page_size, 50, 1000)?;
         let scope = ["ListJobScheduleConfigs", client.as_str()];
         let after: Option<ConfigCursor> =
-            page_token::decode("page_token", &req.page_token, &scope)?;
+            self.tokens.decode("page_token", &req.page_token, &scope)?;
         let page = self
             .usecases
             .list_configs(&client, after, limit as usize)
@@ -76,7 +80,7 @@ impl JobScheduleConfigService for ConfigApi {
             configs: page.items.iter().map(config_to_proto).collect(),
             next_page_token: page
                 .next
-                .map(|key| page_token::encode(&scope, &key))
+                .map(|key| self.tokens.encode(&scope, &key))
                 .unwrap_or_default(),
         }))
     }
@@ -90,10 +94,15 @@ impl JobScheduleConfigService for ConfigApi {
         let config = req
             .config
             .ok_or_else(|| Error::invalid("config", "required: the new values"))?;
+        let mask = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        limits::check_count("update_mask.paths", mask.len(), limits::MAX_MASK_PATHS)?;
+        for (i, path) in mask.iter().enumerate() {
+            text(&format!("update_mask.paths[{i}]"), limits::MASK_PATH, path)?;
+        }
         let update = ConfigUpdate {
             config_id: uuid("config.config_id", &config.config_id)?,
-            etag: config.etag.clone(),
-            mask: req.update_mask.map(|m| m.paths).unwrap_or_default(),
+            etag: text("config.etag", limits::ETAG, &config.etag)?.to_string(),
+            mask,
             values: config_input(&config),
         };
         let stored = self.usecases.update_config(&client, update).await?;
@@ -109,15 +118,12 @@ impl JobScheduleConfigService for ConfigApi {
         let config_id = uuid("config_id", &req.config_id)?;
         let count = match req.count {
             0 => 10,
-            n if (1..=366).contains(&n) => n as usize,
+            n if (1..=limits::MAX_UPCOMING_RUNS).contains(&n) => n as usize,
             _ => return Err(Error::invalid("count", "must be 1 to 366 (0 means 10)").into()),
         };
         let after = match req.after {
             None => None,
-            Some(ts) => Some(
-                chrono::DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
-                    .ok_or_else(|| Error::invalid("after", "not a valid timestamp"))?,
-            ),
+            Some(ts) => Some(limits::instant("after", ts.seconds, ts.nanos)?),
         };
         let (config, runs) = self
             .usecases
@@ -143,8 +149,9 @@ impl JobScheduleConfigService for ConfigApi {
         let (_, extensions, req) = request.into_parts();
         let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
+        let etag = text("etag", limits::ETAG, &req.etag)?;
         self.usecases
-            .delete_config(&client, config_id, &req.etag)
+            .delete_config(&client, config_id, etag)
             .await?;
         Ok(Response::new(()))
     }

@@ -9,10 +9,12 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::page_token::{self, PageTokens};
 use super::watch_event::watch_event;
-use super::{actor, authorized_client, date, page_token, uuid};
+use super::{actor, authorized_client, date, manual_positions, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
+use crate::scheduling::domain::limits;
 use crate::scheduling::usecases::execution_queries::ExecutionFilter;
 use crate::scheduling::usecases::{ActionOutcome, ExecutionKey, UseCases};
 use crate::scheduling::watch::WatchScope;
@@ -24,12 +26,14 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>>
 /// Serves executions through the use cases.
 pub struct ExecutionApi {
     usecases: UseCases,
+    tokens: PageTokens,
 }
 
 impl ExecutionApi {
-    /// An execution service on the use cases.
-    pub fn new(usecases: UseCases) -> Self {
-        Self { usecases }
+    /// An execution service on the use cases, signing page tokens with
+    /// `tokens`.
+    pub fn new(usecases: UseCases, tokens: PageTokens) -> Self {
+        Self { usecases, tokens }
     }
 }
 
@@ -104,7 +108,7 @@ impl ExecutionService for ExecutionApi {
         let (_, extensions, r) = request.into_parts();
         let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let actor = actor(&extensions, &r.reason)?;
-        let manual = &r.manual_job_positions;
+        let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases.create_execution(&actor, &key, manual).await?,
         ))
@@ -117,7 +121,7 @@ impl ExecutionService for ExecutionApi {
         let (_, extensions, r) = request.into_parts();
         let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let actor = actor(&extensions, &r.reason)?;
-        let manual = &r.manual_job_positions;
+        let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases
                 .recreate_execution(&actor, &key, manual)
@@ -132,7 +136,7 @@ impl ExecutionService for ExecutionApi {
         let (_, extensions, r) = request.into_parts();
         let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let actor = actor(&extensions, &r.reason)?;
-        let manual = &r.manual_job_positions;
+        let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases
                 .process_execution(&actor, &key, manual)
@@ -220,7 +224,7 @@ impl ExecutionService for ExecutionApi {
             r.start_date.as_str(),
             r.end_date.as_str(),
         ];
-        let before: Option<NaiveDate> = page_token::decode("page_token", &r.page_token, &scope)?;
+        let before: Option<NaiveDate> = self.tokens.decode("page_token", &r.page_token, &scope)?;
         let page = self
             .usecases
             .list_executions(&filter, before, limit as usize)
@@ -229,7 +233,7 @@ impl ExecutionService for ExecutionApi {
             executions: page.items.iter().map(convert::execution).collect(),
             next_page_token: page
                 .next
-                .map(|key| page_token::encode(&scope, &key))
+                .map(|key| self.tokens.encode(&scope, &key))
                 .unwrap_or_default(),
         }))
     }
@@ -262,6 +266,7 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<pb::ListErroredWorkItemsResponse>, Status> {
         let (_, extensions, r) = request.into_parts();
         let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        text("error_code", limits::ERROR_CODE, &r.error_code)?;
         let limit = page_token::page_size("page_size", r.page_size, 100, 1000)?;
         let position = r.position.to_string();
         let scope = [
@@ -272,7 +277,7 @@ impl ExecutionService for ExecutionApi {
             position.as_str(),
             r.error_code.as_str(),
         ];
-        let after: Option<i32> = page_token::decode("page_token", &r.page_token, &scope)?;
+        let after: Option<i32> = self.tokens.decode("page_token", &r.page_token, &scope)?;
         let page = self
             .usecases
             .errored_work_items(&key, r.position, &r.error_code, after, limit as usize)
@@ -280,7 +285,7 @@ impl ExecutionService for ExecutionApi {
         Ok(Response::new(pb::ListErroredWorkItemsResponse {
             next_page_token: page
                 .next
-                .map(|key| page_token::encode(&scope, &key))
+                .map(|key| self.tokens.encode(&scope, &key))
                 .unwrap_or_default(),
             items: page
                 .items

@@ -28,7 +28,8 @@ use chrono::{DateTime, Duration, LocalResult, Months, NaiveDate, NaiveDateTime, 
 use chrono::{Offset as _, TimeZone as _, Utc};
 use chrono_tz::Tz;
 
-use super::config::{ConfigDraft, Frequency};
+use super::config::{ConfigDraft, Frequency, RecurrenceRule};
+use super::limits::{FIRST_BUSINESS_DATE, LAST_BUSINESS_DATE, LAST_INSTANT_SECONDS};
 
 /// How far past `after` [`next_runs`] looks for runs, so that a rule that
 /// matches rarely or never cannot make the search run for long.
@@ -68,7 +69,10 @@ pub fn runs_on(config: &ConfigDraft, date: NaiveDate) -> bool {
 /// the DST rules of the module. `None` when there are no automatic runs or
 /// `date` is not a run date. Used to know when a given date's run is due.
 pub fn start_of(config: &ConfigDraft, date: NaiveDate) -> Option<DateTime<Utc>> {
-    runs_on(config, date).then(|| run_of(config, date).start)
+    runs_on(config, date)
+        .then(|| run_of(config, date))
+        .flatten()
+        .map(|run| run.start)
 }
 
 /// Automatic runs whose start is in `(after, until]`, oldest first, at most
@@ -85,8 +89,17 @@ pub fn runs_between(
     }
     // A start is never earlier than its business date's local day, so every
     // run in range has a date up to the local date of `until`.
-    let last = local_date(config, until);
-    runs_in(config, first_candidate(config, after), last)
+    let (Some(first), Some(last)) = (
+        first_candidate(config, after),
+        local_date(config, until).or_else(|| {
+            until
+                .checked_sub_signed(max_offset())
+                .and_then(|until| local_date(config, until))
+        }),
+    ) else {
+        return Vec::new();
+    };
+    runs_in(config, first, last)
         .filter(|run| after < run.start && run.start <= until)
         .take(limit)
         .collect()
@@ -97,11 +110,13 @@ pub fn runs_between(
 /// [`SEARCH_HORIZON_YEARS`] after `after`, so a rule that rarely or never
 /// matches returns fewer runs, quickly.
 pub fn next_runs(config: &ConfigDraft, after: DateTime<Utc>, count: usize) -> Vec<UpcomingRun> {
-    let from = local_date(config, after);
+    let Some(from) = first_candidate(config, after) else {
+        return Vec::new();
+    };
     let last = from
         .checked_add_months(Months::new(12 * SEARCH_HORIZON_YEARS))
         .unwrap_or(NaiveDate::MAX);
-    runs_in(config, first_candidate(config, after), last)
+    runs_in(config, from, last)
         .filter(|run| run.start > after)
         .take(count)
         .collect()
@@ -113,7 +128,8 @@ pub fn next_runs(config: &ConfigDraft, after: DateTime<Utc>, count: usize) -> Ve
 pub fn in_exception_window(config: &ConfigDraft, at: DateTime<Utc>) -> bool {
     config
         .exception_window
-        .is_some_and(|window| window.contains(at.with_timezone(&config.time_zone).time()))
+        .zip(local_time(config.time_zone, at))
+        .is_some_and(|(window, local)| window.contains(local.time()))
 }
 
 /// When the exception window containing `at` ends: the next instant after
@@ -124,7 +140,7 @@ pub fn in_exception_window(config: &ConfigDraft, at: DateTime<Utc>) -> bool {
 /// then, and work resumes by itself.
 pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let window = config.exception_window?;
-    let local = at.with_timezone(&config.time_zone).naive_local();
+    let local = local_time(config.time_zone, at)?;
     if !window.contains(local.time()) {
         return None;
     }
@@ -147,10 +163,26 @@ pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<D
 /// `FREQ=MONTHLY` runs on the 1st, a bare `FREQ=WEEKLY` on Saturdays). No
 /// date before the anchor is a run date.
 fn rule_anchor() -> DateTime<rrule::Tz> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("fixed date")
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .unwrap_or(NaiveDate::MIN)
+        .and_time(NaiveTime::MIN)
+        .and_utc()
         .with_timezone(&rrule::Tz::UTC)
+}
+
+/// The dates of `rule` from `from` on, ascending, ending where the rule
+/// does or where the `rrule` crate's iteration limit gives up (100,000
+/// periods without a match). Also used to refuse rules that never fire.
+pub fn rule_dates(rule: &RecurrenceRule, from: NaiveDate) -> Box<dyn Iterator<Item = NaiveDate>> {
+    match rule.rule().clone().build(rule_anchor()) {
+        Ok(set) => Box::new(
+            (&set.limit())
+                .into_iter()
+                .map(|occurrence| occurrence.date_naive())
+                .skip_while(move |date| *date < from),
+        ),
+        Err(_) => Box::new(std::iter::empty()),
+    }
 }
 
 /// The business dates from `from` on with an automatic run, ascending;
@@ -165,15 +197,7 @@ fn run_dates(config: &ConfigDraft, from: NaiveDate) -> Box<dyn Iterator<Item = N
     let Some(rule) = &config.recurrence_rule else {
         return Box::new(from.iter_days());
     };
-    match rule.rule().clone().build(rule_anchor()) {
-        Ok(set) => Box::new(
-            (&set.limit())
-                .into_iter()
-                .map(|occurrence| occurrence.date_naive())
-                .skip_while(move |date| *date < from),
-        ),
-        Err(_) => Box::new(std::iter::empty()),
-    }
+    rule_dates(rule, from)
 }
 
 /// The automatic runs of the business dates `first..=last`, oldest first.
@@ -182,31 +206,50 @@ fn runs_in(
     first: NaiveDate,
     last: NaiveDate,
 ) -> impl Iterator<Item = UpcomingRun> + '_ {
+    let first = first.max(FIRST_BUSINESS_DATE);
+    let last = last.min(LAST_BUSINESS_DATE);
     run_dates(config, first)
         .take_while(move |date| *date <= last)
-        .map(|date| run_of(config, date))
+        .filter_map(|date| run_of(config, date))
+        .filter(|run| run.start.timestamp() <= LAST_INSTANT_SECONDS)
 }
 
-/// The run of business date `date`, assuming it is a run date.
-fn run_of(config: &ConfigDraft, date: NaiveDate) -> UpcomingRun {
+/// The run of business date `date`, assuming it is a run date; `None` only
+/// when its start is outside the instants chrono can represent.
+fn run_of(config: &ConfigDraft, date: NaiveDate) -> Option<UpcomingRun> {
     let time = config.scheduled_time.unwrap_or(NaiveTime::MIN);
-    UpcomingRun {
+    Some(UpcomingRun {
         business_date: date,
-        start: instants_at(config.time_zone, date.and_time(time))[0],
-    }
+        start: *instants_at(config.time_zone, date.and_time(time)).first()?,
+    })
 }
 
 /// The earliest business date whose run may start after `at`: the day before
 /// `at`'s local date, since a run whose time falls in a DST gap may start
-/// past its own date.
-fn first_candidate(config: &ConfigDraft, at: DateTime<Utc>) -> NaiveDate {
-    let date = local_date(config, at);
-    date.pred_opt().unwrap_or(date)
+/// past its own date. `None` when `at` is past the last local date chrono
+/// can represent.
+fn first_candidate(config: &ConfigDraft, at: DateTime<Utc>) -> Option<NaiveDate> {
+    let date = local_date(config, at)?;
+    Some(date.pred_opt().unwrap_or(date))
 }
 
-/// The local date of `at` in the config's zone.
-fn local_date(config: &ConfigDraft, at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&config.time_zone).date_naive()
+/// The local date of `at` in the config's zone; `None` beyond chrono's range.
+fn local_date(config: &ConfigDraft, at: DateTime<Utc>) -> Option<NaiveDate> {
+    local_time(config.time_zone, at).map(|t| t.date())
+}
+
+/// The wall-clock time of `at` in `tz`; `None` at the edges of chrono's
+/// range, where the local time is not representable (chrono's own
+/// conversion panics there).
+fn local_time(tz: Tz, at: DateTime<Utc>) -> Option<NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&at.naive_utc()).fix();
+    at.naive_utc().checked_add_offset(offset)
+}
+
+/// A bound on any zone's offset from UTC, to step back from the end of
+/// chrono's range.
+fn max_offset() -> Duration {
+    Duration::days(1)
 }
 
 /// The instants at which the clocks of `tz` show `local`, earliest first: one
@@ -220,25 +263,33 @@ fn instants_at(tz: Tz, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
             let (a, b) = (a.to_utc(), b.to_utc());
             vec![a.min(b), a.max(b)]
         }
-        LocalResult::None => vec![gap_end(tz, local)],
+        LocalResult::None => gap_end(tz, local).into_iter().collect(),
     }
 }
 
 /// The instant at which the DST gap containing the local time `local` ends.
 /// The offsets a day before and after bracket the transition; a binary search
 /// over whole seconds finds the first instant whose local time is past
-/// `local`.
-fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+/// `local`. `None` at the edges of chrono's range, where a local time has
+/// no instant because the instant is not representable.
+fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     let as_utc = local.and_utc();
-    let offset_at =
-        |t: DateTime<Utc>| i64::from(t.with_timezone(&tz).offset().fix().local_minus_utc());
+    let offset_at = |t: DateTime<Utc>| {
+        i64::from(
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
+    };
     let wall_after = |secs: i64| {
         DateTime::from_timestamp(secs, 0)
-            .is_some_and(|t| t.with_timezone(&tz).naive_local() > local)
+            .and_then(|t| local_time(tz, t))
+            .is_some_and(|t| t > local)
     };
+    let day = Duration::days(1);
     // Before the gap the clock shows less than `local`, after it more.
-    let mut before = as_utc.timestamp() - offset_at(as_utc + Duration::days(1));
-    let mut after = as_utc.timestamp() - offset_at(as_utc - Duration::days(1));
+    let mut before = as_utc.timestamp() - offset_at(as_utc.checked_add_signed(day)?);
+    let mut after = as_utc.timestamp() - offset_at(as_utc.checked_sub_signed(day)?);
     while after - before > 1 {
         let mid = before + (after - before) / 2;
         if wall_after(mid) {
@@ -247,7 +298,7 @@ fn gap_end(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
             before = mid;
         }
     }
-    DateTime::from_timestamp(after, 0).unwrap_or(as_utc)
+    DateTime::from_timestamp(after, 0)
 }
 
 #[cfg(test)]
@@ -648,5 +699,59 @@ mod tests {
             "UTC",
             None
         )));
+    }
+
+    #[test]
+    fn extreme_instants_do_not_panic() {
+        let first =
+            DateTime::from_timestamp(crate::scheduling::domain::limits::FIRST_INSTANT_SECONDS, 0)
+                .unwrap();
+        let last = DateTime::from_timestamp(
+            crate::scheduling::domain::limits::LAST_INSTANT_SECONDS,
+            999_999_999,
+        )
+        .unwrap();
+        for zone in [
+            "Asia/Tokyo",
+            "America/New_York",
+            "Pacific/Kiritimati",
+            "UTC",
+        ] {
+            for c in [
+                config(Frequency::Daily, None, zone, None),
+                config(Frequency::Daily, Some("02:30:00"), zone, None),
+                config(
+                    Frequency::Scheduled,
+                    Some("09:00:00"),
+                    zone,
+                    Some("FREQ=MONTHLY;BYMONTHDAY=-1"),
+                ),
+            ] {
+                for at in [
+                    first,
+                    last,
+                    DateTime::<Utc>::MIN_UTC,
+                    DateTime::<Utc>::MAX_UTC,
+                ] {
+                    let runs = next_runs(&c, at, 5);
+                    assert!(runs.iter().all(|r| r.business_date <= LAST_BUSINESS_DATE));
+                    let _ = runs_between(&c, at, DateTime::<Utc>::MAX_UTC, 2);
+                    let _ = in_exception_window(&c, at);
+                    let _ = exception_window_end(&c, at);
+                }
+                let _ = start_of(&c, NaiveDate::MIN);
+                let _ = start_of(&c, NaiveDate::MAX);
+                let _ = gap_end(c.time_zone, NaiveDateTime::MAX);
+                let _ = gap_end(c.time_zone, NaiveDateTime::MIN);
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_business_date_bounds_upcoming_runs() {
+        let c = config(Frequency::Daily, Some("09:00:00"), "Asia/Tokyo", None);
+        let runs = next_runs(&c, utc("9999-12-29T00:00:00Z"), 10);
+        let dates: Vec<_> = runs.iter().map(|r| r.business_date).collect();
+        assert_eq!(dates, dates_of(&["9999-12-30", "9999-12-31"]));
     }
 }

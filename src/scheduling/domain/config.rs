@@ -4,18 +4,23 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use chrono::{NaiveTime, TimeZone as _};
+use chrono::{Months, NaiveDate, NaiveTime, TimeZone as _};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Violations};
+use super::limits::{self, quote};
 use super::time_of_day;
 
 /// Longest accepted configuration name.
-pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_NAME_LEN: usize = limits::CONFIG_NAME.max_chars;
 /// Longest accepted description.
-pub const MAX_DESCRIPTION_LEN: usize = 2000;
+pub const MAX_DESCRIPTION_LEN: usize = limits::DESCRIPTION.max_chars;
 /// Most jobs one configuration may list.
-pub const MAX_JOBS: usize = 50;
+pub const MAX_JOBS: usize = limits::MAX_JOBS;
+/// How far ahead of today a recurrence rule must have a date: a rule whose
+/// next date is later than this (or that has none) is refused, as it would
+/// silently never run.
+pub const RULE_HORIZON_YEARS: u32 = super::calendar::SEARCH_HORIZON_YEARS;
 
 /// How often a configuration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +108,12 @@ impl RecurrenceRule {
         if body.contains('\n') || body.to_ascii_uppercase().contains("DTSTART") {
             return Err("give only the RRULE part (no DTSTART)".into());
         }
-        let rule = rrule::RRule::<rrule::Unvalidated>::from_str(&body)
-            .map_err(|e| format!("not a valid RFC 5545 RRULE: {e}"))?;
+        let rule = rrule::RRule::<rrule::Unvalidated>::from_str(&body).map_err(|e| {
+            format!(
+                "not a valid RFC 5545 RRULE: {}",
+                limits::clip(&e.to_string(), 120)
+            )
+        })?;
         if matches!(
             rule.get_freq(),
             rrule::Frequency::Hourly | rrule::Frequency::Minutely | rrule::Frequency::Secondly
@@ -117,15 +126,40 @@ impl RecurrenceRule {
         {
             return Err("BYHOUR, BYMINUTE and BYSECOND are not allowed: use scheduled_time".into());
         }
+        if rule.get_interval() == 0 {
+            return Err("INTERVAL must be at least 1".into());
+        }
+        if rule.get_count() == Some(0) {
+            return Err("COUNT must be at least 1".into());
+        }
         let anchor = chrono::Utc
             .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
             .single()
-            .expect("fixed date")
+            .ok_or("the rule anchor is not a valid instant")?
             .with_timezone(&rrule::Tz::UTC);
-        rule.clone()
-            .validate(anchor)
-            .map_err(|e| format!("not a valid RFC 5545 RRULE: {e}"))?;
+        rule.clone().validate(anchor).map_err(|e| {
+            format!(
+                "not a valid RFC 5545 RRULE: {}",
+                limits::clip(&e.to_string(), 120)
+            )
+        })?;
         Ok(Self { text: body, rule })
+    }
+
+    /// Refuses a rule with no date from `today` to [`RULE_HORIZON_YEARS`]
+    /// later (`COUNT` used up, `UNTIL` past, `BYMONTH=2;BYMONTHDAY=30`):
+    /// stored, it would silently never run.
+    pub fn check_fires(&self, today: NaiveDate) -> Result<(), String> {
+        let horizon = today
+            .checked_add_months(Months::new(12 * RULE_HORIZON_YEARS))
+            .unwrap_or(NaiveDate::MAX);
+        match super::calendar::rule_dates(self, today).next() {
+            Some(date) if date <= horizon => Ok(()),
+            _ => Err(format!(
+                "the rule has no date from {today} to {horizon}, so it would never run; \
+                 check COUNT, UNTIL, INTERVAL and the BYxxx parts"
+            )),
+        }
     }
 
     /// The rule as stored, without `RRULE:`.
@@ -241,42 +275,80 @@ pub fn parse_time_zone(text: &str) -> Result<chrono_tz::Tz, String> {
     if text.is_empty() {
         return Ok(chrono_tz::UTC);
     }
-    chrono_tz::Tz::from_str(text)
-        .map_err(|_| format!("{text:?} is not an IANA time zone (e.g. America/New_York)"))
+    chrono_tz::Tz::from_str(text).map_err(|_| {
+        format!(
+            "{} is not an IANA time zone (e.g. America/New_York)",
+            quote(text)
+        )
+    })
 }
 
 impl ConfigDraft {
     /// Checks every rule of a configuration. `prefix` is the path of the
     /// configuration in the request (e.g. `config`), so violations name the
-    /// exact field. `known_job_types` is the catalogue.
+    /// exact field. `known_job_types` is the catalogue; `today` is the date
+    /// from which a recurrence rule must have dates.
     pub fn validate(
         input: ConfigInput,
         prefix: &str,
         known_job_types: &HashSet<String>,
+        today: NaiveDate,
     ) -> Result<Self, Error> {
         let mut v = Violations::default();
         let field = |name: &str| format!("{prefix}.{name}");
+        // A text breaking its limit is reported once and not parsed further.
+        let text_ok =
+            |v: &mut Violations, name: &str, limit: limits::TextLimit, text: &str| match limit
+                .problem(text)
+            {
+                Some(problem) => {
+                    v.add(field(name), problem);
+                    false
+                }
+                None => true,
+            };
 
         let name = input.name.trim().to_string();
-        if name.is_empty() {
+        if text_ok(&mut v, "name", limits::CONFIG_NAME, &name) && name.is_empty() {
             v.add(field("name"), "required: give the configuration a name");
-        } else if name.chars().count() > MAX_NAME_LEN {
-            v.add(field("name"), format!("at most {MAX_NAME_LEN} characters"));
-        } else if name.chars().any(char::is_control) {
-            v.add(field("name"), "must not contain control characters");
         }
-        if input.description.chars().count() > MAX_DESCRIPTION_LEN {
-            v.add(
-                field("description"),
-                format!("at most {MAX_DESCRIPTION_LEN} characters"),
-            );
-        }
+        text_ok(
+            &mut v,
+            "description",
+            limits::DESCRIPTION,
+            &input.description,
+        );
+        let scheduled_ok = text_ok(
+            &mut v,
+            "scheduled_time",
+            limits::TIME_OF_DAY,
+            &input.scheduled_time,
+        );
+        let start_ok = text_ok(
+            &mut v,
+            "exception_start_time",
+            limits::TIME_OF_DAY,
+            &input.exception_start_time,
+        );
+        let end_ok = text_ok(
+            &mut v,
+            "exception_end_time",
+            limits::TIME_OF_DAY,
+            &input.exception_end_time,
+        );
+        let zone_ok = text_ok(&mut v, "time_zone", limits::TIME_ZONE, &input.time_zone);
+        let rule_ok = text_ok(
+            &mut v,
+            "recurrence_rule",
+            limits::RECURRENCE_RULE,
+            &input.recurrence_rule,
+        );
         if input.frequency.is_none() {
             v.add(field("frequency"), "required: DAILY or SCHEDULED");
         }
 
-        let mut time = |name: &str, text: &str| -> Option<NaiveTime> {
-            if text.is_empty() {
+        let mut time = |name: &str, text: &str, ok: bool| -> Option<NaiveTime> {
+            if text.is_empty() || !ok {
                 return None;
             }
             match time_of_day::parse(text) {
@@ -287,9 +359,13 @@ impl ConfigDraft {
                 }
             }
         };
-        let scheduled_time = time("scheduled_time", &input.scheduled_time);
-        let start = time("exception_start_time", &input.exception_start_time);
-        let end = time("exception_end_time", &input.exception_end_time);
+        let scheduled_time = time("scheduled_time", &input.scheduled_time, scheduled_ok);
+        let start = time(
+            "exception_start_time",
+            &input.exception_start_time,
+            start_ok,
+        );
+        let end = time("exception_end_time", &input.exception_end_time, end_ok);
         let exception_window = match (
             input.exception_start_time.is_empty(),
             input.exception_end_time.is_empty(),
@@ -325,12 +401,14 @@ impl ConfigDraft {
         let time_zone = match parse_time_zone(&input.time_zone) {
             Ok(tz) => tz,
             Err(e) => {
-                v.add(field("time_zone"), e);
+                if zone_ok {
+                    v.add(field("time_zone"), e);
+                }
                 chrono_tz::UTC
             }
         };
 
-        let recurrence_rule = if input.recurrence_rule.trim().is_empty() {
+        let recurrence_rule = if input.recurrence_rule.trim().is_empty() || !rule_ok {
             None
         } else if input.frequency == Some(Frequency::Daily) {
             v.add(
@@ -339,7 +417,9 @@ impl ConfigDraft {
             );
             None
         } else {
-            match RecurrenceRule::parse(&input.recurrence_rule) {
+            match RecurrenceRule::parse(&input.recurrence_rule)
+                .and_then(|rule| rule.check_fires(today).map(|()| rule))
+            {
                 Ok(rule) => Some(rule),
                 Err(e) => {
                     v.add(field("recurrence_rule"), e);
@@ -351,10 +431,15 @@ impl ConfigDraft {
         if input.jobs.is_empty() {
             v.add(field("jobs"), "at least one job is required");
         } else if input.jobs.len() > MAX_JOBS {
-            v.add(field("jobs"), format!("at most {MAX_JOBS} jobs"));
+            v.add(
+                field("jobs"),
+                format!("at most {MAX_JOBS} jobs; got {}", input.jobs.len()),
+            );
         }
-        for (i, job) in input.jobs.iter().enumerate() {
-            if job.job_type.is_empty() {
+        for (i, job) in input.jobs.iter().enumerate().take(MAX_JOBS) {
+            if let Some(problem) = limits::JOB_TYPE.problem(&job.job_type) {
+                v.add(format!("{prefix}.jobs[{i}].job_type"), problem);
+            } else if job.job_type.is_empty() {
                 v.add(format!("{prefix}.jobs[{i}].job_type"), "required");
             } else if !known_job_types.contains(&job.job_type) {
                 let mut known: Vec<&String> = known_job_types.iter().collect();
@@ -362,8 +447,8 @@ impl ConfigDraft {
                 v.add(
                     format!("{prefix}.jobs[{i}].job_type"),
                     format!(
-                        "unknown job type {:?}; the catalogue has {}",
-                        job.job_type,
+                        "unknown job type {}; the catalogue has {}",
+                        quote(&job.job_type),
                         known
                             .iter()
                             .map(|s| s.as_str())
@@ -400,6 +485,10 @@ mod tests {
             .collect()
     }
 
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 4).unwrap()
+    }
+
     fn input() -> ConfigInput {
         ConfigInput {
             name: "eod".into(),
@@ -413,7 +502,7 @@ mod tests {
     }
 
     fn violations(input: ConfigInput) -> Vec<String> {
-        match ConfigDraft::validate(input, "config", &catalogue()) {
+        match ConfigDraft::validate(input, "config", &catalogue(), today()) {
             Err(Error::InvalidArgument(v)) => v.into_iter().map(|v| v.field).collect(),
             other => panic!("expected violations, got {other:?}"),
         }
@@ -421,7 +510,7 @@ mod tests {
 
     #[test]
     fn a_minimal_daily_config_is_valid() {
-        let draft = ConfigDraft::validate(input(), "config", &catalogue()).unwrap();
+        let draft = ConfigDraft::validate(input(), "config", &catalogue(), today()).unwrap();
         assert_eq!(draft.time_zone, chrono_tz::UTC);
         assert_eq!(draft.frequency, Frequency::Daily);
         assert!(draft.exception_window.is_none());
@@ -463,7 +552,8 @@ mod tests {
         let mut scheduled = input();
         scheduled.frequency = Some(Frequency::Scheduled);
         scheduled.recurrence_rule = "RRULE:FREQ=MONTHLY;BYMONTHDAY=-3".into();
-        let draft = ConfigDraft::validate(scheduled.clone(), "config", &catalogue()).unwrap();
+        let draft =
+            ConfigDraft::validate(scheduled.clone(), "config", &catalogue(), today()).unwrap();
         assert_eq!(
             draft.recurrence_rule.unwrap().as_str(),
             "FREQ=MONTHLY;BYMONTHDAY=-3"
@@ -514,5 +604,96 @@ mod tests {
         let mut i = input();
         i.jobs.clear();
         assert_eq!(violations(i), ["config.jobs"]);
+    }
+
+    #[test]
+    fn rules_that_never_fire_are_refused() {
+        let mut scheduled = input();
+        scheduled.frequency = Some(Frequency::Scheduled);
+        for bad in [
+            "FREQ=DAILY;INTERVAL=0",
+            "FREQ=DAILY;COUNT=0",
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=DAILY;COUNT=5",
+            "FREQ=DAILY;UNTIL=20100101T000000Z",
+            "FREQ=YEARLY;INTERVAL=50",
+        ] {
+            scheduled.recurrence_rule = bad.into();
+            assert_eq!(
+                violations(scheduled.clone()),
+                ["config.recurrence_rule"],
+                "{bad}"
+            );
+        }
+        for good in [
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+            "FREQ=YEARLY;INTERVAL=4",
+            "FREQ=DAILY;UNTIL=20300101T000000Z",
+        ] {
+            scheduled.recurrence_rule = good.into();
+            assert!(
+                ConfigDraft::validate(scheduled.clone(), "config", &catalogue(), today()).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusing_a_rule_that_never_fires_is_quick() {
+        let rule = RecurrenceRule::parse("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30").unwrap();
+        let started = std::time::Instant::now();
+        assert!(rule.check_fires(today()).is_err());
+        println!("refused in {:?}", started.elapsed());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn texts_follow_the_limits() {
+        let mut i = input();
+        i.description = "line\nwith\0nul".into();
+        assert_eq!(violations(i), ["config.description"]);
+        let mut i = input();
+        i.description = "d".repeat(1_000_000);
+        i.name = "n\0".into();
+        i.time_zone = "Z".repeat(10_000);
+        i.recurrence_rule = "R".repeat(10_000);
+        i.scheduled_time = "\u{1}".into();
+        i.jobs[0].job_type = "J".repeat(10_000);
+        let fields = violations(i.clone());
+        assert_eq!(
+            fields,
+            [
+                "config.name",
+                "config.description",
+                "config.scheduled_time",
+                "config.time_zone",
+                "config.recurrence_rule",
+                "config.jobs[0].job_type"
+            ]
+        );
+        let Err(Error::InvalidArgument(v)) =
+            ConfigDraft::validate(i, "config", &catalogue(), today())
+        else {
+            panic!("expected violations");
+        };
+        for violation in v {
+            assert!(violation.description.len() < 200, "{violation:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_jobs_are_refused_without_checking_each() {
+        let mut i = input();
+        i.jobs = vec![
+            JobSpec {
+                job_type: "NOPE".into(),
+                manual: false,
+            };
+            100_000
+        ];
+        let fields = violations(i);
+        assert!(fields.len() <= MAX_JOBS + 1, "{}", fields.len());
+        assert_eq!(fields[0], "config.jobs");
     }
 }

@@ -7,6 +7,7 @@ pub mod drill_down;
 pub mod error;
 pub mod event;
 pub mod execution;
+pub mod limits;
 pub mod time_of_day;
 pub mod work_item;
 

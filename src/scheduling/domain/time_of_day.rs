@@ -3,6 +3,8 @@
 
 use chrono::NaiveTime;
 
+use super::limits::quote;
+
 /// Parses `HH:MM:SS` with two digits each, hours 00–23, minutes and seconds
 /// 00–59. Returns why the text is refused otherwise.
 pub fn parse(text: &str) -> Result<NaiveTime, String> {
@@ -12,19 +14,22 @@ pub fn parse(text: &str) -> Result<NaiveTime, String> {
             .iter()
             .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()));
     if !well_formed {
-        return Err(format!("{text:?} is not a time of day in HH:MM:SS format"));
+        return Err(format!(
+            "{} is not a time of day in HH:MM:SS format",
+            quote(text)
+        ));
     }
     let [h, m, s] = [parts[0], parts[1], parts[2]].map(|p| p.parse::<u32>().unwrap_or(99));
     if h > 23 {
-        return Err(format!("{text:?}: hour must be 00 to 23"));
+        return Err(format!("{}: hour must be 00 to 23", quote(text)));
     }
     if m > 59 {
-        return Err(format!("{text:?}: minute must be 00 to 59"));
+        return Err(format!("{}: minute must be 00 to 59", quote(text)));
     }
     if s > 59 {
-        return Err(format!("{text:?}: second must be 00 to 59"));
+        return Err(format!("{}: second must be 00 to 59", quote(text)));
     }
-    NaiveTime::from_hms_opt(h, m, s).ok_or_else(|| format!("{text:?} is not a valid time"))
+    NaiveTime::from_hms_opt(h, m, s).ok_or_else(|| format!("{} is not a valid time", quote(text)))
 }
 
 /// Formats a time of day as `HH:MM:SS`.

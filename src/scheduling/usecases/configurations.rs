@@ -195,7 +195,8 @@ impl UseCases {
 
     fn validate(&self, input: ConfigInput) -> Result<ConfigDraft, Error> {
         let known = self.engine.registry().names();
-        Ok(ConfigDraft::validate(input, "config", &known)?)
+        let today = self.engine.clock().now().date_naive();
+        Ok(ConfigDraft::validate(input, "config", &known, today)?)
     }
 }
 
