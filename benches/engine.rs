@@ -7,6 +7,9 @@
 //! ALLEGRO_BENCH_ITEMS, default 1000000; ALLEGRO_BENCH_ERRORED, default
 //! 100000; ALLEGRO_BENCH_WORKERS, default 4).
 
+// Tests and benchmarks may unwrap: a failure there is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,9 @@
 //! `cargo bench --bench watch` (env: ALLEGRO_BENCH_DATABASE_URL,
 //! ALLEGRO_BENCH_WATCHERS = 1000, ALLEGRO_BENCH_RUNS = 20).
 
+// Tests and benchmarks may unwrap: a failure there is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

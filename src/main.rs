@@ -90,11 +90,10 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let url = settings
-        .database_url
-        .clone()
-        .expect("database URL set above");
-    let db = Db::new(&url, 4)?;
+    let url = settings.database_url.clone().ok_or("no database URL")?;
+    // The one pool and the one migration run of the process: the stand-in,
+    // the demo loader and the server share them.
+    let db = Db::with_options(&url, settings.pool())?;
     db.migrate().await?;
     // Core Aria: the given address, else the stand-in, in-process. The sync
     // jobs connect lazily: a core that is down only fails their batches
@@ -121,7 +120,8 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
         }
     }
     let registry = allegro_scheduler::billing::catalogue_registry(CoreAriaClient::lazy(&core_url)?);
-    let result = match server::start(&settings, registry, shutdown).await {
+    let clock = std::sync::Arc::new(allegro_scheduler::clock::SystemClock);
+    let result = match server::start_on(db, &settings, registry, clock, shutdown).await {
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
     };
@@ -286,10 +286,16 @@ async fn create_admin_key(args: CreateAdminKey) -> Result<(), Box<dyn std::error
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; shutting down on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT: shutting down");
+        }
     }
     shutdown.cancel();
 }

@@ -44,6 +44,9 @@ pub enum ServerError {
     /// Reflection could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The server task itself panicked (a bug).
+    #[error("server task panicked: {0}")]
+    Panicked(String),
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -78,7 +81,7 @@ impl RunningServer {
     pub async fn wait(self) -> Result<(), ServerError> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => panic!("server task panicked: {e}"),
+            Err(e) => Err(ServerError::Panicked(e.to_string())),
         }
     }
 }
@@ -104,9 +107,24 @@ pub async fn start_with_clock(
         .database_url
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
-    let tls = crate::tls::server_tls(settings)?;
     let db = Db::with_options(url, settings.pool())?;
     db.migrate().await?;
+    start_on(db, settings, registry, clock, shutdown).await
+}
+
+/// [`start_with_clock`] on a pool the caller already made and migrated (the
+/// binary shares one pool between the server, the stand-in core and the
+/// demo loader).
+pub async fn start_on(
+    db: Db,
+    settings: &ServeSettings,
+    registry: JobRegistry,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    let url = db.url().to_string();
+    let url = url.as_str();
+    let tls = crate::tls::server_tls(settings)?;
     let tokens = PageTokens::new(&db.page_token_key().await?)?;
     let engine = Engine::new(db, registry, settings.engine(), clock);
 

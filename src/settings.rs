@@ -118,7 +118,7 @@ impl ServeSettings {
     /// embedding.
     pub fn for_database(database_url: &str) -> Self {
         Self {
-            listen: "127.0.0.1:0".parse().expect("valid address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: Some(database_url.to_string()),
             data_dir: PathBuf::from(".allegro-data"),
             embedded_pg_port: 54329,
@@ -134,7 +134,7 @@ impl ServeSettings {
             catch_up_hours: 24,
             event_retention_hours: 24,
             core_aria_url: None,
-            standin_listen: "127.0.0.1:0".parse().expect("valid address"),
+            standin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             standin_control: false,
             demo_client: None,
             demo_accounts: 5000,

@@ -2,6 +2,9 @@
 //! copied from a migrated template) and the real gRPC server on a real
 //! socket.
 
+// Tests and benchmarks may unwrap: a failure there is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 mod access;
 mod configs;
 mod core_standin;

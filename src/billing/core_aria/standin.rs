@@ -248,6 +248,9 @@ impl CoreSyncService for CoreStandIn {
             .zip(&results)
             .map(|(t, r)| match r {
                 Some(r) => r.clone(),
+                // Invariant: a repeated key's first occurrence was decided
+                // above, so its result is there.
+                #[allow(clippy::expect_used)]
                 None => results[first_of_key[t.idempotency_key.as_str()]]
                     .clone()
                     .expect("first occurrence decided"),

@@ -70,6 +70,8 @@ pub async fn load_demo_ledger(
     let usage_day = business_date - Days::new(1);
     let open_periods = (1..=31)
         .map(|day| {
+            // Invariant: 1 to 31 are anniversary days.
+            #[allow(clippy::expect_used)]
             let period = AnniversaryDay::new(day)
                 .expect("1 to 31")
                 .period_containing(usage_day);

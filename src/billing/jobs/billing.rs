@@ -123,7 +123,12 @@ fn bill_account(
     let mut rolls = Vec::new();
     let mut true_ups = Vec::new();
     for row in rows {
-        let subscription_id = row.subscription_id.clone().expect("active subscription");
+        let Some(subscription_id) = row.subscription_id.clone() else {
+            return Err(ItemOutcome::error(
+                NO_ACTIVE_SUBSCRIPTION,
+                format!("account {} has no active subscription", row.account_id),
+            ));
+        };
         let Some(bill_unit_id) = row.bill_unit_id else {
             if row.has_bill_unit_containing_date {
                 // Started after the last billing date: not due yet.

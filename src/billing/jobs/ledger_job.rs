@@ -40,6 +40,9 @@ pub(crate) fn payload<T: DeserializeOwned>(item: &WorkItem) -> Result<T, ItemOut
 }
 
 /// The item's payload as JSON, for planning.
+// Invariant: payloads are plain structs of strings, numbers and dates,
+// which always serialize.
+#[allow(clippy::expect_used)]
 pub(crate) fn to_payload<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("payloads serialize")
 }

@@ -75,6 +75,9 @@ impl AnniversaryDay {
 
     /// The date the anniversary bills on in `year`-`month`: the anniversary
     /// day, or the month's last day when the month is shorter.
+    // Invariant: callers pass a month of a date chrono represents, and the
+    // day is clamped to the month's length.
+    #[allow(clippy::expect_used)]
     pub fn billing_date_in(self, year: i32, month: u32) -> NaiveDate {
         let first = NaiveDate::from_ymd_opt(year, month, 1).expect("valid year and month");
         let last = u32::from(first.num_days_in_month());
@@ -130,6 +133,8 @@ pub fn anniversary_days_due_on(date: NaiveDate) -> Vec<AnniversaryDay> {
     (date.day()..=upto).map(AnniversaryDay).collect()
 }
 
+// Invariant: every month has a first day.
+#[allow(clippy::expect_used)]
 fn first_of_month(date: NaiveDate) -> NaiveDate {
     date.with_day(1).expect("day 1 exists")
 }

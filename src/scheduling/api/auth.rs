@@ -297,7 +297,12 @@ impl Shared {
 
     /// The key record, from the cache when fresh.
     async fn lookup(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRow>>, Status> {
-        if let Some(cached) = self.cache.lock().expect("cache lock").get(key_id) {
+        if let Some(cached) = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key_id)
+        {
             if cached.fetched.elapsed() < CACHE_TTL {
                 return Ok(cached.row.clone());
             }
@@ -328,7 +333,10 @@ impl Shared {
                 });
             }
         }
-        let mut cache = self.cache.lock().expect("cache lock");
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Bounded: garbage key ids must not grow it without end.
         if cache.len() >= 10_000 {
             cache.clear();
@@ -360,7 +368,7 @@ impl Shared {
         };
         let semaphore = map
             .lock()
-            .expect("limits lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(key_id.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))))
             .clone();

@@ -78,6 +78,7 @@ impl PageTokens {
         };
         // Invariant: page keys are tuples of strings, numbers, UUIDs and
         // dates, which always serialize to JSON.
+        #[allow(clippy::expect_used)]
         let payload = serde_json::to_vec(&token).expect("page keys serialize");
         let mut mac = self.mac();
         mac.update(&payload);

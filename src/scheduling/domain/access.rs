@@ -229,6 +229,8 @@ pub fn new_key(random: &[u8; 48]) -> NewKey {
     }
 }
 
+// Invariant: HMAC accepts keys of any length.
+#[allow(clippy::expect_used)]
 fn mac(key_id: &str, secret: &str) -> Hmac<Sha256> {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(key_id.as_bytes()).expect("HMAC accepts keys of any length");

@@ -65,6 +65,8 @@ impl<'a> DraftColumns<'a> {
             exception_end_time: draft.exception_window.map(|w| w.end),
             time_zone: draft.time_zone.name(),
             recurrence_rule: draft.recurrence_rule.as_ref().map(|r| r.as_str()),
+            // Invariant: a job list is strings and booleans.
+            #[allow(clippy::expect_used)]
             jobs: serde_json::to_value(&draft.jobs).expect("jobs serialize"),
             automatic_runs_paused: draft.automatic_runs_paused,
         }

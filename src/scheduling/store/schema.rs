@@ -1,3 +1,6 @@
+//! Diesel table definitions, in `diesel print-schema` form.
+#![allow(missing_docs)]
+
 // @generated automatically by Diesel CLI.
 
 diesel::table! {

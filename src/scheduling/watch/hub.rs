@@ -54,7 +54,10 @@ impl EventHub {
     /// The live rows of `client`'s event log (starting its tail task if
     /// needed).
     pub fn subscribe(&self, client: &str) -> broadcast::Receiver<Arc<EventRow>> {
-        let mut clients = self.clients.lock().expect("hub lock");
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tail) = clients.get(client) {
             return tail.rows.subscribe();
         }
@@ -116,7 +119,10 @@ impl EventHub {
                 changed = wake.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(FALLBACK_POLL) => {}
             }
-            let mut clients = self.clients.lock().expect("hub lock");
+            let mut clients = self
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if rows.receiver_count() == 0 {
                 clients.remove(&client);
                 break;
@@ -125,7 +131,10 @@ impl EventHub {
     }
 
     fn notify(&self, client: Option<&str>) {
-        let clients = self.clients.lock().expect("hub lock");
+        let clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match client {
             Some(c) => {
                 if let Some(tail) = clients.get(c) {
