@@ -96,7 +96,7 @@ macro_rules! rpc {
 fn every_rpc(config_id: &str, revocable_key: &str) -> Vec<(&'static str, Needs, Call)> {
     use Needs::*;
     let mut calls = Vec::new();
-    let c = || "acme".to_string();
+    let c = || CLIENT.to_string();
     let id = || config_id.to_string();
     let d = || DATE.to_string();
     const CS: &str = "JobScheduleConfigService";
@@ -476,7 +476,7 @@ fn channel(fx: &Fixture, headers: Headers) -> Ch {
 }
 
 async fn key(fx: &Fixture, name: &str, role: Role, scope: ClientScope) -> String {
-    issue_key(&fx.server.database_url, name, role, "acme", scope, None).await
+    issue_key(&fx.server.database_url, name, role, CLIENT, scope, None).await
 }
 
 fn one(client: &str) -> ClientScope {
@@ -488,7 +488,7 @@ async fn revoke(fx: &Fixture, key_id: &str) {
     fx.server
         .access()
         .revoke_api_key(pb::RevokeApiKeyRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             key_id: key_id.into(),
         })
         .await
@@ -518,20 +518,20 @@ async fn every_rpc_refuses_bad_credentials_and_changes_nothing() {
         None,
     )
     .await;
-    let viewer = key(&fx, "acme-viewer", Role::Viewer, one("acme")).await;
-    let operator = key(&fx, "acme-operator", Role::Operator, one("acme")).await;
+    let viewer = key(&fx, "acme-viewer", Role::Viewer, one(CLIENT)).await;
+    let operator = key(&fx, "acme-operator", Role::Operator, one(CLIENT)).await;
     let expired = issue_key(
         &fx.server.database_url,
         "acme-expired",
         Role::Admin,
-        "acme",
-        one("acme"),
+        CLIENT,
+        one(CLIENT),
         Some(chrono::Utc::now() - chrono::TimeDelta::hours(1)),
     )
     .await;
-    let revoked = key(&fx, "acme-revoked", Role::Admin, one("acme")).await;
+    let revoked = key(&fx, "acme-revoked", Role::Admin, one(CLIENT)).await;
     revoke(&fx, &key_id(&revoked)).await;
-    let target = key(&fx, "acme-target", Role::Viewer, one("acme")).await;
+    let target = key(&fx, "acme-target", Role::Viewer, one(CLIENT)).await;
     let unknown = format!("ask_{}_{}", "ab".repeat(16), "cd".repeat(32));
 
     let calls = every_rpc(&fx.config_id, &key_id(&target));
@@ -614,7 +614,7 @@ async fn every_rpc_refuses_bad_credentials_and_changes_nothing() {
 
     // The control: the client's own admin key gets past every check (so
     // the refusals above are about the key, not the requests).
-    let admin = key(&fx, "acme-admin", Role::Admin, one("acme")).await;
+    let admin = key(&fx, "acme-admin", Role::Admin, one(CLIENT)).await;
     for (path, _, call) in &calls {
         if let Err(status) = call(channel(&fx, Headers::key(&admin))).await {
             assert!(
@@ -658,10 +658,10 @@ async fn a_platform_key_for_two_clients_works_for_both_and_not_a_third() {
         &fx,
         "billing-service",
         Role::Operator,
-        ClientScope::Clients(vec!["acme".into(), "beta".into()]),
+        ClientScope::Clients(vec![CLIENT.into(), "beta".into()]),
     )
     .await;
-    assert_eq!(list_configs(&fx, &platform, "acme").await.unwrap(), 1);
+    assert_eq!(list_configs(&fx, &platform, CLIENT).await.unwrap(), 1);
     assert_eq!(list_configs(&fx, &platform, "beta").await.unwrap(), 0);
     let create = |client: &str| pb::CreateJobScheduleConfigRequest {
         client_id: client.into(),
@@ -698,10 +698,10 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
         &fx,
         "billing-service",
         Role::Operator,
-        ClientScope::Clients(vec!["acme".into(), "beta".into()]),
+        ClientScope::Clients(vec![CLIENT.into(), "beta".into()]),
     )
     .await;
-    let operator = key(&fx, "jane-console", Role::Operator, one("acme")).await;
+    let operator = key(&fx, "jane-console", Role::Operator, one(CLIENT)).await;
     let mut as_platform = ExecutionServiceClient::new(channel(
         &fx,
         Headers::key(&platform)
@@ -710,7 +710,7 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
     ));
     as_platform
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             reason: "month end".into(),
@@ -723,7 +723,7 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
         Headers::key(&operator).with("x-actor", "billing-service"),
     ))
     .trigger_job(pb::TriggerJobRequest {
-        client_id: "acme".into(),
+        client_id: CLIENT.into(),
         config_id: fx.config_id.clone(),
         business_date: DATE.into(),
         position: 1,
@@ -735,7 +735,7 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
         .server
         .executions()
         .list_execution_actions(pb::ListExecutionActionsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
         })
@@ -779,7 +779,7 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
         Headers::key(&platform).with("x-on-behalf-of", " "),
     ))
     .reprocess_execution(pb::ReprocessExecutionRequest {
-        client_id: "acme".into(),
+        client_id: CLIENT.into(),
         config_id: fx.config_id.clone(),
         business_date: DATE.into(),
         reason: String::new(),
@@ -794,11 +794,11 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
 #[tokio::test]
 async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_second() {
     let fx = setup(&[("ITEMS_75", false)]).await;
-    let admin = key(&fx, "acme-admin", Role::Admin, one("acme")).await;
+    let admin = key(&fx, "acme-admin", Role::Admin, one(CLIENT)).await;
     let mut access = AccessServiceClient::new(channel(&fx, Headers::key(&admin)));
     let created = access
         .create_api_key(pb::CreateApiKeyRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             name: "dashboard".into(),
             role: pb::Role::Viewer as i32,
             ..Default::default()
@@ -813,13 +813,13 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
         (record.name.as_str(), record.created_by.as_str()),
         ("dashboard", "acme-admin")
     );
-    assert_eq!(record.clients, ["acme"]);
+    assert_eq!(record.clients, [CLIENT]);
 
     // It works as a viewer, and only as one.
-    assert_eq!(list_configs(&fx, &new_key, "acme").await.unwrap(), 1);
+    assert_eq!(list_configs(&fx, &new_key, CLIENT).await.unwrap(), 1);
     let write = AccessServiceClient::new(channel(&fx, Headers::key(&new_key)))
         .list_api_keys(pb::ListApiKeysRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             include_revoked: false,
         })
         .await
@@ -829,7 +829,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
     // Listed, never with the secret; the same name twice is refused.
     let listed = access
         .list_api_keys(pb::ListApiKeysRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             include_revoked: false,
         })
         .await
@@ -841,7 +841,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
     assert!(!format!("{listed:?}").contains(secret));
     let twice = access
         .create_api_key(pb::CreateApiKeyRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             name: "dashboard".into(),
             role: pb::Role::Viewer as i32,
             ..Default::default()
@@ -861,17 +861,17 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
             .unwrap_err(),
         access
             .create_api_key(pb::CreateApiKeyRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 name: "wider".into(),
                 role: pb::Role::Viewer as i32,
-                clients: vec!["acme".into(), "beta".into()],
+                clients: vec![CLIENT.into(), "beta".into()],
                 ..Default::default()
             })
             .await
             .unwrap_err(),
         access
             .create_api_key(pb::CreateApiKeyRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 name: "everyone".into(),
                 role: pb::Role::Viewer as i32,
                 all_clients: true,
@@ -897,7 +897,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
     // Revoked: refused within a second (the cache's lifetime).
     let revoked = access
         .revoke_api_key(pb::RevokeApiKeyRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             key_id: record.key_id.clone(),
         })
         .await
@@ -906,7 +906,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
     assert!(revoked.revoke_time.is_some());
     tokio::time::sleep(auth::CACHE_TTL + Duration::from_millis(100)).await;
     assert_eq!(
-        list_configs(&fx, &new_key, "acme")
+        list_configs(&fx, &new_key, CLIENT)
             .await
             .unwrap_err()
             .code(),
@@ -914,7 +914,7 @@ async fn keys_are_created_once_listed_without_secrets_and_revoked_within_a_secon
     );
     let missing = access
         .revoke_api_key(pb::RevokeApiKeyRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             key_id: "nope".into(),
         })
         .await
@@ -934,8 +934,8 @@ async fn a_key_past_its_limits_is_refused_with_resource_exhausted() {
         &url,
         "watcher",
         Role::Viewer,
-        "acme",
-        ClientScope::one("acme"),
+        CLIENT,
+        ClientScope::one(CLIENT),
         None,
     )
     .await;
@@ -943,7 +943,7 @@ async fn a_key_past_its_limits_is_refused_with_resource_exhausted() {
     let watch = || async {
         ExecutionServiceClient::new(ch())
             .watch_executions(pb::WatchExecutionsRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 ..Default::default()
             })
             .await
@@ -969,7 +969,7 @@ async fn a_key_past_its_limits_is_refused_with_resource_exhausted() {
     let calls = (0..40).map(|_| async {
         JobScheduleConfigServiceClient::new(ch())
             .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 ..Default::default()
             })
             .await
@@ -994,7 +994,7 @@ async fn create_admin_key_bootstraps_a_client_from_the_command_line() {
         .args([
             "create-admin-key",
             "--client",
-            "acme",
+            CLIENT,
             "--name",
             "acme-root",
         ])
@@ -1011,7 +1011,7 @@ async fn create_admin_key_bootstraps_a_client_from_the_command_line() {
     ));
     let listed = access
         .list_api_keys(pb::ListApiKeysRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             include_revoked: false,
         })
         .await

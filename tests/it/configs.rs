@@ -69,9 +69,9 @@ async fn create_get_update_delete_round_trip() {
     config.time_zone = "America/New_York".into();
     config.recurrence_rule = "FREQ=MONTHLY;BYMONTHDAY=-1".into();
     config.jobs[2].manual = true;
-    let created = create(&server, "acme", config.clone()).await.unwrap();
+    let created = create(&server, CLIENT, config.clone()).await.unwrap();
     assert!(!created.config_id.is_empty());
-    assert_eq!(created.client_id, "acme");
+    assert_eq!(created.client_id, CLIENT);
     assert_eq!(created.name, "month-end");
     assert_eq!(created.description, "closes the month");
     assert_eq!(created.frequency, pb::Frequency::Scheduled as i32);
@@ -96,7 +96,7 @@ async fn create_get_update_delete_round_trip() {
     );
     assert!(created.create_time.is_some());
 
-    let fetched = get(&server, "acme", &created.config_id).await.unwrap();
+    let fetched = get(&server, CLIENT, &created.config_id).await.unwrap();
     assert_eq!(fetched, created);
 
     // Update only the job order and the description; everything else stays.
@@ -107,7 +107,7 @@ async fn create_get_update_delete_round_trip() {
         ..Default::default()
     };
     change.jobs = vec![created.jobs[2].clone(), created.jobs[0].clone()];
-    let updated = update(&server, "acme", change, &["description", "jobs"])
+    let updated = update(&server, CLIENT, change, &["description", "jobs"])
         .await
         .unwrap();
     assert_eq!(updated.description, "reordered");
@@ -126,7 +126,7 @@ async fn create_get_update_delete_round_trip() {
     // The exception window can be cleared by naming both fields.
     let cleared = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             config_id: created.config_id.clone(),
             ..Default::default()
@@ -140,13 +140,13 @@ async fn create_get_update_delete_round_trip() {
     server
         .configs()
         .delete_job_schedule_config(pb::DeleteJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: created.config_id.clone(),
             etag: String::new(),
         })
         .await
         .unwrap();
-    let gone = get(&server, "acme", &created.config_id).await.unwrap_err();
+    let gone = get(&server, CLIENT, &created.config_id).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     server.stop().await;
 }
@@ -220,7 +220,7 @@ async fn bad_inputs_name_their_fields() {
         ),
     ];
     for (what, config, field) in cases {
-        let status = create(&server, "acme", config).await.unwrap_err();
+        let status = create(&server, CLIENT, config).await.unwrap_err();
         assert_eq!(violated_fields(&status), [field], "{what}: {status:?}");
         assert!(
             status.message().contains(field),
@@ -241,14 +241,14 @@ async fn bad_inputs_name_their_fields() {
     let missing_config = server
         .configs()
         .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config: None,
         })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&missing_config), ["config"]);
 
-    let bad_id = get(&server, "acme", "not-a-uuid").await.unwrap_err();
+    let bad_id = get(&server, CLIENT, "not-a-uuid").await.unwrap_err();
     assert_eq!(violated_fields(&bad_id), ["config_id"]);
     server.stop().await;
 }
@@ -256,18 +256,18 @@ async fn bad_inputs_name_their_fields() {
 #[tokio::test]
 async fn names_are_unique_per_client_and_one_daily_per_client() {
     let server = TestServer::start().await;
-    create(&server, "acme", daily("eod", &["BILLING"]))
+    create(&server, CLIENT, daily("eod", &["BILLING"]))
         .await
         .unwrap();
 
-    let duplicate = create(&server, "acme", scheduled("eod", &["BILLING"]))
+    let duplicate = create(&server, CLIENT, scheduled("eod", &["BILLING"]))
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
     assert_eq!(reason(&duplicate), "DUPLICATE_NAME");
     assert!(duplicate.message().contains("config.name"));
 
-    let second_daily = create(&server, "acme", daily("eod-2", &["BILLING"]))
+    let second_daily = create(&server, CLIENT, daily("eod-2", &["BILLING"]))
         .await
         .unwrap_err();
     assert_eq!(second_daily.code(), Code::AlreadyExists);
@@ -278,17 +278,17 @@ async fn names_are_unique_per_client_and_one_daily_per_client() {
         .await
         .unwrap();
     // Many SCHEDULED ones are fine.
-    create(&server, "acme", scheduled("s1", &["BILLING"]))
+    create(&server, CLIENT, scheduled("s1", &["BILLING"]))
         .await
         .unwrap();
-    let s2 = create(&server, "acme", scheduled("s2", &["BILLING"]))
+    let s2 = create(&server, CLIENT, scheduled("s2", &["BILLING"]))
         .await
         .unwrap();
 
     // Turning a SCHEDULED one into a second DAILY is refused too.
     let to_daily = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             config_id: s2.config_id.clone(),
             frequency: pb::Frequency::Daily as i32,
@@ -305,7 +305,7 @@ async fn names_are_unique_per_client_and_one_daily_per_client() {
 #[tokio::test]
 async fn the_database_itself_refuses_a_second_daily() {
     let server = TestServer::start().await;
-    create(&server, "acme", daily("eod", &["BILLING"]))
+    create(&server, CLIENT, daily("eod", &["BILLING"]))
         .await
         .unwrap();
     let (db, conn) = tokio_postgres::connect(&server.database_url, tokio_postgres::NoTls)
@@ -332,13 +332,13 @@ async fn the_database_itself_refuses_a_second_daily() {
 #[tokio::test]
 async fn update_rules_name_etag_and_unknown_config() {
     let server = TestServer::start().await;
-    let created = create(&server, "acme", daily("eod", &["BILLING"]))
+    let created = create(&server, CLIENT, daily("eod", &["BILLING"]))
         .await
         .unwrap();
 
     let rename = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             config_id: created.config_id.clone(),
             name: "new-name".into(),
@@ -353,7 +353,7 @@ async fn update_rules_name_etag_and_unknown_config() {
 
     let rename_in_body = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             name: "new-name".into(),
             ..created.clone()
@@ -364,7 +364,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     .unwrap_err();
     assert_eq!(violated_fields(&rename_in_body), ["config.name"]);
 
-    let unknown_path = update(&server, "acme", created.clone(), &["colour"])
+    let unknown_path = update(&server, CLIENT, created.clone(), &["colour"])
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&unknown_path), ["update_mask.paths[0]"]);
@@ -372,7 +372,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     // A full replacement (empty mask) with the current etag works once...
     let first = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             description: "first".into(),
             ..created.clone()
@@ -385,7 +385,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     // ...and the same etag again is stale.
     let stale = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             description: "second".into(),
             ..created.clone()
@@ -397,7 +397,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     assert_eq!(stale.code(), Code::Aborted);
     assert_eq!(reason(&stale), "ETAG_MISMATCH");
     assert_eq!(
-        get(&server, "acme", &created.config_id)
+        get(&server, CLIENT, &created.config_id)
             .await
             .unwrap()
             .description,
@@ -407,7 +407,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     // Invalid merged values are refused with the field.
     let bad = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             config_id: created.config_id.clone(),
             scheduled_time: "24:00:00".into(),
@@ -421,7 +421,7 @@ async fn update_rules_name_etag_and_unknown_config() {
 
     let unknown = update(
         &server,
-        "acme",
+        CLIENT,
         pb::JobScheduleConfig {
             config_id: uuid::Uuid::new_v4().to_string(),
             ..Default::default()
@@ -435,7 +435,7 @@ async fn update_rules_name_etag_and_unknown_config() {
     let stale_delete = server
         .configs()
         .delete_job_schedule_config(pb::DeleteJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: created.config_id.clone(),
             etag: created.etag.clone(),
         })
@@ -448,7 +448,7 @@ async fn update_rules_name_etag_and_unknown_config() {
 #[tokio::test]
 async fn clients_never_see_each_other() {
     let server = TestServer::start().await;
-    let acme = create(&server, "acme", daily("eod", &["BILLING"]))
+    let acme = create(&server, CLIENT, daily("eod", &["BILLING"]))
         .await
         .unwrap();
     let other = get(&server, "globex", &acme.config_id).await.unwrap_err();
@@ -486,7 +486,7 @@ async fn clients_never_see_each_other() {
         .unwrap()
         .into_inner();
     assert!(listed.configs.is_empty());
-    assert!(get(&server, "acme", &acme.config_id).await.is_ok());
+    assert!(get(&server, CLIENT, &acme.config_id).await.is_ok());
     server.stop().await;
 }
 
@@ -495,7 +495,7 @@ async fn listing_pages_through_everything_once() {
     let server = TestServer::start().await;
     let mut names: Vec<String> = (0..7).map(|i| format!("sched-{i:02}")).collect();
     for name in &names {
-        create(&server, "acme", scheduled(name, &["BILLING"]))
+        create(&server, CLIENT, scheduled(name, &["BILLING"]))
             .await
             .unwrap();
     }
@@ -509,7 +509,7 @@ async fn listing_pages_through_everything_once() {
         let page = server
             .configs()
             .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 page_size: 3,
                 page_token: token.clone(),
             })
@@ -532,7 +532,7 @@ async fn listing_pages_through_everything_once() {
     let first = server
         .configs()
         .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             page_size: 2,
             page_token: String::new(),
         })
@@ -552,7 +552,7 @@ async fn listing_pages_through_everything_once() {
     let garbage = server
         .configs()
         .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             page_size: 2,
             page_token: "bm90LWEtdG9rZW4".into(),
         })
@@ -593,13 +593,13 @@ async fn catalogue_lists_the_four_jobs() {
 async fn configurations_survive_a_restart() {
     let url = fresh_database().await;
     let first = TestServer::start_with(test_settings(&url), catalogue_jobs()).await;
-    let created = create(&first, "acme", daily("eod", &["BILLING"]))
+    let created = create(&first, CLIENT, daily("eod", &["BILLING"]))
         .await
         .unwrap();
     first.stop().await;
     let second = TestServer::start_with(test_settings(&url), catalogue_jobs()).await;
     assert_eq!(
-        get(&second, "acme", &created.config_id).await.unwrap(),
+        get(&second, CLIENT, &created.config_id).await.unwrap(),
         created
     );
     second.stop().await;

@@ -107,7 +107,7 @@ impl StandIn {
 #[tokio::test]
 async fn control_calls_without_a_client_are_refused_naming_client_id() {
     let standin = StandIn::start(true).await;
-    standin.send("acme", "A1", "k1").await.unwrap();
+    standin.send(CLIENT, "A1", "k1").await.unwrap();
     let mut control = standin.control();
 
     let status = control
@@ -132,7 +132,7 @@ async fn control_calls_without_a_client_are_refused_naming_client_id() {
     assert_eq!(violated_fields(&status), ["client_id"]);
     let status = control
         .list_received(core::ListReceivedRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             limit: -1,
             ..Default::default()
         })
@@ -141,14 +141,14 @@ async fn control_calls_without_a_client_are_refused_naming_client_id() {
     assert_eq!(violated_fields(&status), ["limit"]);
 
     // The refused SetFaults changed nothing.
-    assert!(standin.send("acme", "A1", "k2").await.is_ok());
+    assert!(standin.send(CLIENT, "A1", "k2").await.is_ok());
 }
 
 #[tokio::test]
 async fn list_received_returns_one_clients_records_only() {
     let standin = StandIn::start(true).await;
     // The same keys and accounts for two clients, and a rejection each.
-    for client in ["acme", "globex"] {
+    for client in [CLIENT, "globex"] {
         standin
             .set_faults(client, false, &[("BAD", "ACCOUNT_ON_HOLD")])
             .await;
@@ -160,14 +160,14 @@ async fn list_received_returns_one_clients_records_only() {
     }
     standin.send("globex", "A1", "only-globex").await.unwrap();
 
-    let acme = standin.received("acme").await;
+    let acme = standin.received(CLIENT).await;
     let clients: BTreeSet<&str> = acme
         .usage_transactions
         .iter()
         .map(|t| t.client_id.as_str())
         .chain(acme.rejections.iter().map(|r| r.client_id.as_str()))
         .collect();
-    assert_eq!(clients, BTreeSet::from(["acme"]));
+    assert_eq!(clients, BTreeSet::from([CLIENT]));
     let keys: Vec<&str> = acme
         .usage_transactions
         .iter()
@@ -195,17 +195,17 @@ async fn faults_apply_to_the_client_they_were_set_for_only() {
     let standin = StandIn::start(true).await;
 
     // acme's core is down; globex's is not.
-    standin.set_faults("acme", true, &[]).await;
-    let status = standin.send("acme", "A1", "k1").await.unwrap_err();
+    standin.set_faults(CLIENT, true, &[]).await;
+    let status = standin.send(CLIENT, "A1", "k1").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let accepted = standin.send("globex", "A1", "k1").await.unwrap();
     assert_eq!(accepted.error_code, None);
 
     // acme rejects its A1; globex's A1 (another customer) is accepted.
     standin
-        .set_faults("acme", false, &[("A1", "ACCOUNT_NOT_FOUND")])
+        .set_faults(CLIENT, false, &[("A1", "ACCOUNT_NOT_FOUND")])
         .await;
-    let rejected = standin.send("acme", "A1", "k2").await.unwrap();
+    let rejected = standin.send(CLIENT, "A1", "k2").await.unwrap();
     assert_eq!(rejected.error_code.as_deref(), Some("ACCOUNT_NOT_FOUND"));
     let accepted = standin.send("globex", "A1", "k2").await.unwrap();
     assert_eq!(accepted.error_code, None);
@@ -214,12 +214,12 @@ async fn faults_apply_to_the_client_they_were_set_for_only() {
     let mut control = standin.control();
     let acme = control
         .get_faults(core::GetFaultsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(acme.client_id, "acme");
+    assert_eq!(acme.client_id, CLIENT);
     assert_eq!(
         acme.reject_accounts,
         HashMap::from([("A1".to_string(), "ACCOUNT_NOT_FOUND".to_string())])
@@ -235,7 +235,7 @@ async fn faults_apply_to_the_client_they_were_set_for_only() {
 
     // Setting globex's faults leaves acme's as they are.
     standin.set_faults("globex", true, &[]).await;
-    let rejected = standin.send("acme", "A1", "k3").await.unwrap();
+    let rejected = standin.send(CLIENT, "A1", "k3").await.unwrap();
     assert_eq!(rejected.error_code.as_deref(), Some("ACCOUNT_NOT_FOUND"));
     // The true-up intake follows the same per-client faults.
     let order = |client: &str| core::CreateTrueUpOrderRequest {
@@ -254,7 +254,7 @@ async fn faults_apply_to_the_client_they_were_set_for_only() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let created = standin
         .sync()
-        .create_true_up_order(order("acme"))
+        .create_true_up_order(order(CLIENT))
         .await
         .unwrap()
         .into_inner();
@@ -267,7 +267,7 @@ async fn control_service_is_not_served_unless_enabled() {
     let mut control = standin.control();
     let status = control
         .set_faults(core::SetFaultsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             unavailable: true,
             ..Default::default()
         })
@@ -276,14 +276,14 @@ async fn control_service_is_not_served_unless_enabled() {
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     let status = control
         .list_received(core::ListReceivedRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     // The sync interface is served, and no fault was set.
-    let accepted = standin.send("acme", "A1", "k1").await.unwrap();
+    let accepted = standin.send(CLIENT, "A1", "k1").await.unwrap();
     assert_eq!(accepted.error_code, None);
 
     // Reflection lists what is served, and only that.

@@ -24,7 +24,7 @@ async fn retry(fx: &Fixture, position: u32) {
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position,
@@ -39,7 +39,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let url = fresh_database().await;
     let db = Db::new(&url, 4).unwrap();
     let date = NaiveDate::parse_from_str(DATE, "%Y-%m-%d").unwrap();
-    load_demo_ledger(&db, "acme", 2000, date).await.unwrap();
+    load_demo_ledger(&db, CLIENT, 2000, date).await.unwrap();
     let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -102,7 +102,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
         .unwrap();
     control
         .set_faults(SetFaultsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             unavailable: false,
             reject_accounts: rejected
                 .iter()
@@ -115,7 +115,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     let config_id = server
         .configs()
         .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config: Some(daily(
                 "eod",
                 &[
@@ -167,7 +167,7 @@ async fn the_daily_sequence_runs_over_the_demo_ledger_and_recovers_from_core_rej
     // Fix core Aria and retry: the schedule continues to BILLING.
     control
         .set_faults(SetFaultsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             unavailable: false,
             reject_accounts: HashMap::new(),
         })

@@ -4,218 +4,12 @@
 use std::time::Duration;
 
 use allegro_scheduler::proto::v1 as pb;
-use tonic::{Code, Request};
+use tonic::Code;
 
 use crate::support::*;
-use crate::test_jobs::{self, Controls};
+use crate::test_jobs;
 
-const DATE: &str = "2026-11-24";
-
-pub struct Fixture {
-    pub server: TestServer,
-    pub controls: Controls,
-    pub config_id: String,
-}
-
-pub async fn setup_with(jobs: &[(&str, bool)], batch_size: usize) -> Fixture {
-    let url = fresh_database().await;
-    let (registry, controls) = test_jobs::registry();
-    let mut settings = test_settings(&url);
-    settings.batch_size = batch_size;
-    let server = TestServer::start_with(settings, registry).await;
-    let mut config = daily("eod", &[]);
-    config.jobs = jobs
-        .iter()
-        .map(|(t, manual)| pb::JobSpec {
-            job_type: t.to_string(),
-            manual: *manual,
-        })
-        .collect();
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
-    Fixture {
-        server,
-        controls,
-        config_id,
-    }
-}
-
-pub async fn setup(jobs: &[(&str, bool)]) -> Fixture {
-    setup_with(jobs, 50).await
-}
-
-fn with_actor<T>(message: T, actor: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-actor", actor.parse().unwrap());
-    request
-}
-
-impl Fixture {
-    pub async fn process(&self, date: &str, manual: Vec<u32>) -> pb::ExecutionActionResponse {
-        self.server
-            .executions()
-            .process_execution(with_actor(
-                pb::ProcessExecutionRequest {
-                    client_id: "acme".into(),
-                    config_id: self.config_id.clone(),
-                    business_date: date.into(),
-                    manual_job_positions: manual,
-                    reason: "test run".into(),
-                },
-                "ops@aria",
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    pub async fn get(&self, date: &str) -> Result<pb::Execution, tonic::Status> {
-        self.server
-            .executions()
-            .get_execution(pb::GetExecutionRequest {
-                client_id: "acme".into(),
-                config_id: self.config_id.clone(),
-                business_date: date.into(),
-            })
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    /// Polls until `done` holds (a guard of 60 s against hangs, not a timing
-    /// assertion).
-    pub async fn wait_for(
-        &self,
-        date: &str,
-        done: impl Fn(&pb::Execution) -> bool,
-    ) -> pb::Execution {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let e = self.get(date).await.unwrap();
-            if done(&e) {
-                return e;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "condition never held; last state: {e:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn stats(&self, date: &str, position: u32) -> pb::JobStats {
-        self.server
-            .executions()
-            .get_job_stats(pb::GetJobStatsRequest {
-                client_id: "acme".into(),
-                config_id: self.config_id.clone(),
-                business_date: date.into(),
-                position,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    pub async fn error_codes(&self, position: u32) -> Vec<(String, u64)> {
-        self.server
-            .executions()
-            .list_job_error_codes(pb::ListJobErrorCodesRequest {
-                client_id: "acme".into(),
-                config_id: self.config_id.clone(),
-                business_date: DATE.into(),
-                position,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .error_codes
-            .into_iter()
-            .map(|c| (c.error_code, c.count))
-            .collect()
-    }
-
-    pub async fn errored_items(
-        &self,
-        position: u32,
-        code: &str,
-        page_size: i32,
-    ) -> Vec<pb::ErroredWorkItem> {
-        let mut items = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .server
-                .executions()
-                .list_errored_work_items(pb::ListErroredWorkItemsRequest {
-                    client_id: "acme".into(),
-                    config_id: self.config_id.clone(),
-                    business_date: DATE.into(),
-                    position,
-                    error_code: code.into(),
-                    page_size,
-                    page_token: token.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(page.items.len() <= page_size as usize);
-            items.extend(page.items);
-            if page.next_page_token.is_empty() {
-                return items;
-            }
-            token = page.next_page_token;
-        }
-    }
-
-    pub async fn actions(&self, date: &str) -> Vec<pb::ExecutionAction> {
-        self.server
-            .executions()
-            .list_execution_actions(pb::ListExecutionActionsRequest {
-                client_id: "acme".into(),
-                config_id: self.config_id.clone(),
-                business_date: date.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .actions
-    }
-}
-
-pub fn status(e: &pb::Execution) -> pb::Status {
-    pb::Status::try_from(e.status).unwrap()
-}
-
-pub fn phase(e: &pb::Execution) -> pb::ExecutionPhase {
-    pb::ExecutionPhase::try_from(e.phase).unwrap()
-}
-
-pub fn job_status(e: &pb::Execution, position: usize) -> pb::Status {
-    pb::Status::try_from(e.jobs[position - 1].status).unwrap()
-}
-
-pub fn job_phase(e: &pb::Execution, position: usize) -> pb::JobPhase {
-    pb::JobPhase::try_from(e.jobs[position - 1].phase).unwrap()
-}
-
-pub fn finished(e: &pb::Execution) -> bool {
-    status(e) != pb::Status::Pending
-}
-
-pub fn counts(e: &pb::Execution, position: usize) -> (u64, u64, u64, u64) {
-    let c = e.jobs[position - 1].counts.unwrap();
-    (c.total, c.pending, c.processed, c.error)
-}
+pub use crate::fixture::*;
 
 #[tokio::test]
 async fn a_daily_schedule_with_no_work_items_completes() {
@@ -280,7 +74,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .executions()
         .trigger_job(with_actor(
             pb::TriggerJobRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 config_id: fx.config_id.clone(),
                 business_date: DATE.into(),
                 position: 2,
@@ -300,7 +94,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .server
         .executions()
         .trigger_job(pb::TriggerJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 2,
@@ -374,7 +168,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
         .server
         .executions()
         .retry_job(pb::RetryJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 1,
@@ -410,7 +204,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 1,
@@ -433,7 +227,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             reason: String::new(),
@@ -449,7 +243,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             reason: "resolved".into(),
@@ -465,7 +259,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             reason: String::new(),
@@ -494,7 +288,7 @@ async fn a_failed_plan_shows_in_the_drill_down_and_retry_plans_again() {
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 1,
@@ -517,7 +311,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .create_execution(pb::CreateExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             manual_job_positions: vec![],
@@ -534,7 +328,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .create_execution(pb::CreateExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             manual_job_positions: vec![],
@@ -548,7 +342,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
     fx.server
         .configs()
         .update_job_schedule_config(pb::UpdateJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config: Some(pb::JobScheduleConfig {
                 config_id: fx.config_id.clone(),
                 jobs: vec![
@@ -579,7 +373,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .recreate_execution(pb::RecreateExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             manual_job_positions: vec![],
@@ -606,7 +400,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .recreate_execution(pb::RecreateExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             manual_job_positions: vec![],
@@ -621,7 +415,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .list_executions(pb::ListExecutionsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             start_date: "2026-11-01".into(),
             end_date: "2026-11-30".into(),
@@ -636,7 +430,7 @@ async fn recreate_picks_up_config_changes_while_older_executions_keep_their_snap
         .server
         .executions()
         .list_executions(pb::ListExecutionsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             start_date: "2026-11-01".into(),
             end_date: "2026-11-30".into(),
@@ -661,7 +455,7 @@ async fn reset_then_process_again_and_every_action_is_recorded() {
         .executions()
         .reset_execution(with_actor(
             pb::ResetExecutionRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 config_id: fx.config_id.clone(),
                 business_date: DATE.into(),
                 cancel_in_flight: false,
@@ -713,7 +507,7 @@ async fn reset_refuses_a_running_execution_unless_asked_to_cancel() {
         .server
         .executions()
         .reset_execution(pb::ResetExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             cancel_in_flight: false,
@@ -727,7 +521,7 @@ async fn reset_refuses_a_running_execution_unless_asked_to_cancel() {
         .server
         .configs()
         .delete_job_schedule_config(pb::DeleteJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             etag: String::new(),
         })
@@ -743,7 +537,7 @@ async fn reset_refuses_a_running_execution_unless_asked_to_cancel() {
         .server
         .executions()
         .reset_execution(pb::ResetExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             cancel_in_flight: true,
@@ -774,7 +568,7 @@ async fn reset_refuses_a_running_execution_unless_asked_to_cancel() {
     fx.server
         .configs()
         .delete_job_schedule_config(pb::DeleteJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             etag: String::new(),
         })
@@ -795,7 +589,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     let mut client = fx.server.executions();
     let bad_date = client
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: "2026-02-30".into(),
             ..Default::default()
@@ -805,7 +599,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&bad_date), ["business_date"]);
     let no_config = client
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: uuid::Uuid::new_v4().to_string(),
             business_date: DATE.into(),
             ..Default::default()
@@ -829,7 +623,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     );
     let bad_manual = client
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             manual_job_positions: vec![3],
@@ -840,7 +634,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&bad_manual), ["manual_job_positions[0]"]);
     let missing = client
         .get_execution(pb::GetExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
         })
@@ -852,7 +646,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     fx.wait_for(DATE, finished).await;
     let retry_ok_job = client
         .retry_job(pb::RetryJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 1,
@@ -864,7 +658,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(reason(&retry_ok_job), "JOB_NOT_IN_ERROR");
     let no_position = client
         .get_job_stats(pb::GetJobStatsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 9,
@@ -874,7 +668,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&no_position), ["position"]);
     let zero = client
         .trigger_job(pb::TriggerJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 0,
@@ -885,7 +679,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&zero), ["position"]);
     let no_code = client
         .list_errored_work_items(pb::ListErroredWorkItemsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position: 1,
@@ -896,7 +690,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&no_code), ["error_code"]);
     let backwards = client
         .list_executions(pb::ListExecutionsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             start_date: "2026-12-01".into(),
             end_date: "2026-11-01".into(),

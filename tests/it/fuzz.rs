@@ -38,7 +38,6 @@ const CATALOGUE: &str = "/aria.allegro.scheduling.v1.JobCatalogueService/";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 /// The 21 RPCs of the scheduling services and the health check.
 const RPCS: usize = 22;
-const CLIENT: &str = "acme";
 const DATE: &str = "2026-11-24";
 
 /// What the fuzzer aims at: real identifiers and tokens, so that some

@@ -11,8 +11,6 @@ use base64::Engine as _;
 
 use crate::support::*;
 
-const CLIENT: &str = "acme";
-
 fn assert_client_error(status: &tonic::Status) {
     if let Some(problem) = status_problem(status) {
         panic!("{problem}: {status:?}");

@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 
 use crate::support::*;
 
-const ACME: &str = "acme";
+const ACME: &str = CLIENT;
 const GLOBEX: &str = "globex";
 
 /// A test's ledger database, its stand-in core Aria and the jobs.

@@ -10,6 +10,7 @@ mod configs;
 mod core_standin;
 mod daily_sequence;
 mod executions;
+mod fixture;
 mod fuzz;
 mod hardening;
 mod ledger_jobs;

@@ -108,7 +108,7 @@ impl ChildServer {
     async fn get(&self, config_id: &str) -> pb::Execution {
         self.executions()
             .get_execution(pb::GetExecutionRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 config_id: config_id.into(),
                 business_date: "2026-11-24".into(),
             })
@@ -153,7 +153,7 @@ async fn start_effects_job(server: &ChildServer) -> String {
     let config_id = server
         .configs()
         .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config: Some(daily("eod", &["EFFECTS"])),
         })
         .await
@@ -163,7 +163,7 @@ async fn start_effects_job(server: &ChildServer) -> String {
     server
         .executions()
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: config_id.clone(),
             business_date: "2026-11-24".into(),
             ..Default::default()

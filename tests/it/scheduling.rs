@@ -135,7 +135,7 @@ async fn daily_runs_start_at_their_local_time_in_the_clients_zone() {
     // 23:30 in Kolkata (+05:30) is 18:00 UTC.
     let kolkata = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Daily,
                 "23:30:00",
@@ -162,7 +162,7 @@ async fn daily_runs_start_at_their_local_time_in_the_clients_zone() {
         s.tick_at("2026-11-24T18:00:05Z").await.started.is_empty(),
         "once"
     );
-    let runs = s.executions("acme", &kolkata).await;
+    let runs = s.executions(CLIENT, &kolkata).await;
     assert_eq!(runs.len(), 1);
     assert!(runs[0].automatic);
 
@@ -206,7 +206,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
     let s = start("2026-11-24T12:00:00Z").await;
     let fifteenth = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Scheduled,
                 "06:00:00",
@@ -217,7 +217,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
         )
         .await;
     let runs = s
-        .upcoming("acme", &fifteenth, "2027-12-31T00:00:00Z", 12)
+        .upcoming(CLIENT, &fifteenth, "2027-12-31T00:00:00Z", 12)
         .await;
     let dates: Vec<&str> = runs.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(
@@ -242,7 +242,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
     // Two days before month end: the third-last day.
     let month_end = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Scheduled,
                 "20:00:00",
@@ -253,7 +253,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
         )
         .await;
     let runs = s
-        .upcoming("acme", &month_end, "2028-01-31T00:00:00Z", 3)
+        .upcoming(CLIENT, &month_end, "2028-01-31T00:00:00Z", 3)
         .await;
     let dates: Vec<&str> = runs.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(
@@ -262,14 +262,14 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
         "leap February"
     );
     let runs = s
-        .upcoming("acme", &month_end, "2027-01-31T00:00:00Z", 1)
+        .upcoming(CLIENT, &month_end, "2027-01-31T00:00:00Z", 1)
         .await;
     assert_eq!(runs[0].0, "2027-02-26", "common February");
 
     // 02:30 in New York does not exist on 2026-03-08: once, at 03:00 EDT.
     let gap = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Scheduled,
                 "02:30:00",
@@ -279,7 +279,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
             ),
         )
         .await;
-    let runs = s.upcoming("acme", &gap, "2026-03-07T12:00:00Z", 2).await;
+    let runs = s.upcoming(CLIENT, &gap, "2026-03-07T12:00:00Z", 2).await;
     assert_eq!(
         runs[0],
         ("2026-03-08".to_string(), at("2026-03-08T07:00:00Z"))
@@ -291,7 +291,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
     // 01:30 happens twice on 2026-11-01: once, at the first (EDT) instant.
     let overlap = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Scheduled,
                 "01:30:00",
@@ -302,7 +302,7 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
         )
         .await;
     let runs = s
-        .upcoming("acme", &overlap, "2026-10-31T12:00:00Z", 2)
+        .upcoming(CLIENT, &overlap, "2026-10-31T12:00:00Z", 2)
         .await;
     assert_eq!(
         runs[0],
@@ -316,12 +316,12 @@ async fn scheduled_rules_over_a_leap_year_and_dst_days() {
     // A SCHEDULED configuration without a rule has no automatic runs.
     let manual_only = s
         .config(
-            "acme",
+            CLIENT,
             config(pb::Frequency::Scheduled, "06:00:00", "UTC", "", &["EMPTY"]),
         )
         .await;
     assert!(s
-        .upcoming("acme", &manual_only, "2026-11-24T00:00:00Z", 5)
+        .upcoming(CLIENT, &manual_only, "2026-11-24T00:00:00Z", 5)
         .await
         .is_empty());
     s.server.stop().await;
@@ -332,7 +332,7 @@ async fn a_dst_overlap_day_starts_once_by_the_scheduler() {
     let s = start("2026-10-31T12:00:00Z").await;
     let overlap = s
         .config(
-            "acme",
+            CLIENT,
             config(
                 pb::Frequency::Scheduled,
                 "01:30:00",
@@ -359,10 +359,10 @@ async fn an_exception_window_across_midnight_holds_starts_and_running_work() {
     let mut c = config(pb::Frequency::Daily, "23:30:00", "UTC", "", &["EMPTY"]);
     c.exception_start_time = "23:00:00".into();
     c.exception_end_time = "01:00:00".into();
-    let id = s.config("acme", c).await;
+    let id = s.config(CLIENT, c).await;
     let held = s.tick_at("2026-11-24T23:31:00Z").await;
     assert_eq!((held.started.len(), held.held), (0, 1));
-    assert!(s.executions("acme", &id).await.is_empty());
+    assert!(s.executions(CLIENT, &id).await.is_empty());
     assert_eq!(s.tick_at("2026-11-25T00:30:00Z").await.held, 1);
     let released = s.tick_at("2026-11-25T01:00:01Z").await;
     assert_eq!(
@@ -374,12 +374,12 @@ async fn an_exception_window_across_midnight_holds_starts_and_running_work() {
     let mut slow = config(pb::Frequency::Scheduled, "", "UTC", "", &["SLOW"]);
     slow.exception_start_time = "23:00:00".into();
     slow.exception_end_time = "01:00:00".into();
-    let slow_id = s.config("acme", slow).await;
+    let slow_id = s.config(CLIENT, slow).await;
     s.clock.set(at("2026-11-25T22:50:00Z"));
     s.server
         .executions()
         .process_execution(pb::ProcessExecutionRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: slow_id.clone(),
             business_date: "2026-11-25".into(),
             ..Default::default()
@@ -390,7 +390,7 @@ async fn an_exception_window_across_midnight_holds_starts_and_running_work() {
         s.server
             .executions()
             .get_execution(pb::GetExecutionRequest {
-                client_id: "acme".into(),
+                client_id: CLIENT.into(),
                 config_id: slow_id.clone(),
                 business_date: "2026-11-25".into(),
             })
@@ -439,7 +439,7 @@ async fn catch_up_after_an_outage_runs_recent_days_oldest_first_and_lists_older_
     let s = start_on(&url, ManualClock::new(at("2026-11-20T12:00:00Z")), 72).await;
     let id = s
         .config(
-            "acme",
+            CLIENT,
             config(pb::Frequency::Daily, "02:00:00", "UTC", "", &["EMPTY"]),
         )
         .await;
@@ -456,7 +456,7 @@ async fn catch_up_after_an_outage_runs_recent_days_oldest_first_and_lists_older_
         "oldest first, within 72 hours"
     );
     assert_eq!(report.missed, [(config_id, date("2026-11-21"))]);
-    let runs = s.executions("acme", &id).await;
+    let runs = s.executions(CLIENT, &id).await;
     let missed = runs
         .iter()
         .find(|e| e.business_date == "2026-11-21")
@@ -474,14 +474,14 @@ async fn automatic_runs_can_be_switched_off_and_on() {
     let s = start("2026-11-24T12:00:00Z").await;
     let mut c = config(pb::Frequency::Daily, "13:00:00", "UTC", "", &["EMPTY"]);
     c.automatic_runs_paused = true;
-    let id = s.config("acme", c).await;
+    let id = s.config(CLIENT, c).await;
     assert!(s.tick_at("2026-11-24T13:30:00Z").await.started.is_empty());
-    assert!(s.executions("acme", &id).await.is_empty());
+    assert!(s.executions(CLIENT, &id).await.is_empty());
     s.clock.set(at("2026-11-25T09:00:00Z"));
     s.server
         .configs()
         .update_job_schedule_config(pb::UpdateJobScheduleConfigRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config: Some(pb::JobScheduleConfig {
                 config_id: id.clone(),
                 automatic_runs_paused: false,
@@ -508,7 +508,7 @@ async fn two_processes_racing_create_each_run_once() {
     let b = start_on(&url, clock.clone(), 72).await;
     let id = a
         .config(
-            "acme",
+            CLIENT,
             config(pb::Frequency::Daily, "02:00:00", "UTC", "", &["EMPTY"]),
         )
         .await;
@@ -578,7 +578,7 @@ async fn a_run_scheduled_seconds_ahead_starts_by_itself_on_the_real_clock() {
             server
                 .configs()
                 .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                    client_id: "acme".into(),
+                    client_id: CLIENT.into(),
                     config: Some(c),
                 })
                 .await
@@ -593,7 +593,7 @@ async fn a_run_scheduled_seconds_ahead_starts_by_itself_on_the_real_clock() {
             let runs = server
                 .executions()
                 .list_executions(pb::ListExecutionsRequest {
-                    client_id: "acme".into(),
+                    client_id: CLIENT.into(),
                     config_id: id.clone(),
                     ..Default::default()
                 })

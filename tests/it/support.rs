@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// The client most tests act for.
+pub const CLIENT: &str = "acme";
+
 /// The admin URL of the test PostgreSQL server.
 pub fn admin_url() -> String {
     std::env::var("ALLEGRO_TEST_DATABASE_URL")

@@ -91,7 +91,7 @@ impl Drop for Pki {
 async fn list(channel: Channel, key: &str) -> Result<usize, tonic::Status> {
     JobScheduleConfigServiceClient::new(InterceptedService::new(channel, BearerKey::new(key)?))
         .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             ..Default::default()
         })
         .await

@@ -19,7 +19,7 @@ async fn watch(
 ) -> Streaming<pb::WatchEvent> {
     pb::execution_service_client::ExecutionServiceClient::new(fx_channel.clone())
         .watch_executions(pb::WatchExecutionsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: config_id.into(),
             business_date: String::new(),
             after_sequence: after,
@@ -81,7 +81,7 @@ async fn trigger(fx: &Fixture, position: u32) {
     fx.server
         .executions()
         .trigger_job(pb::TriggerJobRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
             position,
