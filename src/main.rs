@@ -125,6 +125,7 @@ async fn load_demo(
         recurrence_rule: None,
         jobs,
         automatic_runs_paused: false,
+        rule_start_date: None,
     };
     let row = configs::insert(&mut conn, client, &draft, chrono::Utc::now()).await?;
     let config: allegro_scheduler::scheduling::domain::config::JobScheduleConfig =

@@ -66,6 +66,7 @@ impl Fixture {
             .executions()
             .process_execution(with_actor(
                 pb::ProcessExecutionRequest {
+                    override_exception_window: false,
                     client_id: "acme".into(),
                     config_id: self.config_id.clone(),
                     business_date: date.into(),
@@ -280,6 +281,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .executions()
         .trigger_job(with_actor(
             pb::TriggerJobRequest {
+                override_exception_window: false,
                 client_id: "acme".into(),
                 config_id: fx.config_id.clone(),
                 business_date: DATE.into(),
@@ -300,6 +302,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .server
         .executions()
         .trigger_job(pb::TriggerJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -374,6 +377,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
         .server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -410,6 +414,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -433,6 +438,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -449,6 +455,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -465,6 +472,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -494,6 +502,7 @@ async fn a_failed_plan_shows_in_the_drill_down_and_retry_plans_again() {
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -852,6 +861,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     fx.wait_for(DATE, finished).await;
     let retry_ok_job = client
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -874,6 +884,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&no_position), ["position"]);
     let zero = client
         .trigger_job(pb::TriggerJobRequest {
+            override_exception_window: false,
             client_id: "acme".into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),

@@ -140,7 +140,7 @@ impl ExecutionService for ExecutionApi {
         let manual = &r.manual_job_positions;
         Ok(answer(
             self.usecases
-                .process_execution(&actor, &key, manual)
+                .process_execution(&actor, &key, manual, r.override_exception_window)
                 .await?,
         ))
     }
@@ -153,7 +153,9 @@ impl ExecutionService for ExecutionApi {
         let key = key(&r.client_id, &r.config_id, &r.business_date)?;
         let actor = who(&request, &r.reason)?;
         Ok(answer(
-            self.usecases.reprocess_execution(&actor, &key).await?,
+            self.usecases
+                .reprocess_execution(&actor, &key, r.override_exception_window)
+                .await?,
         ))
     }
 
@@ -179,7 +181,9 @@ impl ExecutionService for ExecutionApi {
         let actor = who(&request, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
-            self.usecases.trigger_job(&actor, &key, position).await?,
+            self.usecases
+                .trigger_job(&actor, &key, position, r.override_exception_window)
+                .await?,
         ))
     }
 
@@ -192,7 +196,9 @@ impl ExecutionService for ExecutionApi {
         let actor = who(&request, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
-            self.usecases.retry_job(&actor, &key, position).await?,
+            self.usecases
+                .retry_job(&actor, &key, position, r.override_exception_window)
+                .await?,
         ))
     }
 

@@ -140,16 +140,42 @@ pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<D
         .find(|end| *end > at)
 }
 
-/// DTSTART of every recurrence rule: 2000-01-01 00:00:00 UTC, the anchor the
-/// rule was validated with. Evaluating in UTC at midnight keeps DST out of
-/// the rule (only dates count). The anchor fixes the phase of INTERVAL, the
-/// start of COUNT, and the defaults of rules without BYxxx parts (a bare
-/// `FREQ=MONTHLY` runs on the 1st, a bare `FREQ=WEEKLY` on Saturdays). No
-/// date before the anchor is a run date.
-fn rule_anchor() -> DateTime<rrule::Tz> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .expect("fixed date")
+/// When a run due at `due` really starts: at `due`, or when the exception
+/// window containing `due` ends. What the scheduler waits for and what
+/// ListUpcomingRuns shows.
+pub fn effective_start(config: &ConfigDraft, due: DateTime<Utc>) -> DateTime<Utc> {
+    exception_window_end(config, due).unwrap_or(due)
+}
+
+/// The instant the scheduler must next look at a configuration whose runs
+/// were considered up to `watermark`, at `now`: the effective start of the
+/// first run after the watermark, and not before the exception window open
+/// at `now` ends. `None` when no automatic run is left.
+pub fn next_start(
+    config: &ConfigDraft,
+    watermark: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let run = next_runs(config, watermark, 1).into_iter().next()?;
+    let start = effective_start(config, run.start);
+    Some(match exception_window_end(config, now) {
+        Some(end) => start.max(end),
+        None => start,
+    })
+}
+
+/// DTSTART of a configuration's recurrence rule: its `rule_start_date` at
+/// 00:00:00 UTC (2000-01-01 when it has none). Evaluating in UTC at midnight
+/// keeps DST out of the rule (only dates count). The anchor fixes the phase
+/// of INTERVAL, the start of COUNT, and the defaults of rules without BYxxx
+/// parts (a bare `FREQ=MONTHLY` runs on the anchor's day of the month, a bare
+/// `FREQ=WEEKLY` on its weekday). No date before the anchor is a run date.
+fn rule_anchor(config: &ConfigDraft) -> DateTime<rrule::Tz> {
+    let date = config
+        .rule_start_date
+        .unwrap_or(NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN));
+    date.and_time(NaiveTime::MIN)
+        .and_utc()
         .with_timezone(&rrule::Tz::UTC)
 }
 
@@ -165,7 +191,7 @@ fn run_dates(config: &ConfigDraft, from: NaiveDate) -> Box<dyn Iterator<Item = N
     let Some(rule) = &config.recurrence_rule else {
         return Box::new(from.iter_days());
     };
-    match rule.rule().clone().build(rule_anchor()) {
+    match rule.rule().clone().build(rule_anchor(config)) {
         Ok(set) => Box::new(
             (&set.limit())
                 .into_iter()
@@ -275,6 +301,7 @@ mod tests {
                 manual: false,
             }],
             automatic_runs_paused: false,
+            rule_start_date: None,
         }
     }
 

@@ -163,6 +163,9 @@ pub struct ConfigInput {
     pub jobs: Vec<JobSpec>,
     /// Whether automatic runs are paused.
     pub automatic_runs_paused: bool,
+    /// `YYYY-MM-DD` the recurrence rule counts from, or empty for the
+    /// default (the day the configuration is created).
+    pub rule_start_date: String,
 }
 
 /// A configuration that satisfies every rule that can be checked without the
@@ -187,6 +190,11 @@ pub struct ConfigDraft {
     pub jobs: Vec<JobSpec>,
     /// Whether automatic runs are paused.
     pub automatic_runs_paused: bool,
+    /// The date the recurrence rule counts from (its DTSTART): where COUNT
+    /// starts, the phase of INTERVAL, the weekday of a bare FREQ=WEEKLY.
+    /// `None` before the configuration is stored (the store fills in the
+    /// creation day); the calendar then counts from 2000-01-01.
+    pub rule_start_date: Option<chrono::NaiveDate>,
 }
 
 /// A stored configuration: a valid draft plus what the server assigned.
@@ -232,6 +240,7 @@ impl JobScheduleConfig {
                 .unwrap_or_default(),
             jobs: d.jobs.clone(),
             automatic_runs_paused: d.automatic_runs_paused,
+            rule_start_date: d.rule_start_date.map(|d| d.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -374,6 +383,17 @@ impl ConfigDraft {
             }
         }
 
+        let rule_start_date = match input.rule_start_date.trim() {
+            "" => None,
+            text => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                Ok(date) => Some(date),
+                Err(_) => {
+                    v.add(field("rule_start_date"), "must be a date YYYY-MM-DD");
+                    None
+                }
+            },
+        };
+
         let draft = ConfigDraft {
             name,
             description: input.description,
@@ -384,6 +404,7 @@ impl ConfigDraft {
             recurrence_rule,
             jobs: input.jobs,
             automatic_runs_paused: input.automatic_runs_paused,
+            rule_start_date,
         };
         v.into_result(draft)
     }

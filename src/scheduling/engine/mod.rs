@@ -6,6 +6,7 @@
 mod planner;
 pub mod scheduler;
 pub mod transition;
+pub mod window;
 mod worker;
 
 use std::collections::HashMap;

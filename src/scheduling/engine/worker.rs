@@ -58,7 +58,9 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         plan(engine, claim).await?;
         return Ok(true);
     }
-    if let Some(batch) = work::claim_batch(&mut conn, engine.worker_id(), lease).await? {
+    if let Some(batch) =
+        work::claim_batch(&mut conn, engine.worker_id(), lease, engine.clock().now()).await?
+    {
         drop(conn);
         process(engine, batch).await?;
         return Ok(true);

@@ -63,6 +63,7 @@ diesel::table! {
         create_time -> Timestamptz,
         start_time -> Nullable<Timestamptz>,
         end_time -> Nullable<Timestamptz>,
+        window_override -> Bool,
     }
 }
 
@@ -114,6 +115,8 @@ diesel::table! {
         create_time -> Timestamptz,
         update_time -> Timestamptz,
         scheduled_through -> Timestamptz,
+        rule_start_date -> Date,
+        next_start -> Nullable<Timestamptz>,
     }
 }
 

@@ -3,7 +3,9 @@
 //! never a round trip per item. Batch states are [`BatchState`] names; the
 //! SQL is built once with them (literals, so partial indexes keep matching).
 
-use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -41,13 +43,31 @@ pub struct ClaimedBatch {
     pub attempts: i32,
 }
 
+/// Whether the exception window of configuration `c` is open at `$3`: the
+/// local time of day in the configuration's zone against the window's start
+/// and end (inclusive start, exclusive end; a window crossing midnight is
+/// open after its start or before its end), as
+/// [`crate::scheduling::domain::config::ExceptionWindow::contains`] reads it.
+const WINDOW_OPEN_SQL: &str = "(CASE WHEN c.exception_start_time <= c.exception_end_time \
+     THEN ($3 AT TIME ZONE c.time_zone)::time >= c.exception_start_time \
+          AND ($3 AT TIME ZONE c.time_zone)::time < c.exception_end_time \
+     ELSE ($3 AT TIME ZONE c.time_zone)::time >= c.exception_start_time \
+          OR ($3 AT TIME ZONE c.time_zone)::time < c.exception_end_time END)";
+
 /// Claims the oldest claimable batch of a RUNNING job: READY, or CLAIMED
 /// with an expired lease (its worker died). `FOR UPDATE SKIP LOCKED` lets
 /// every worker of every process claim a different one.
+///
+/// No batch is handed out while the exception window of its execution's
+/// configuration is open at `now` (read in the configuration's zone, the
+/// window may cross midnight), unless an operator overrode the window for
+/// that execution: the claim itself holds the window, so nothing slips
+/// through between two scheduler ticks.
 pub async fn claim_batch(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     lease_secs: f64,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<ClaimedBatch>, DbError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -55,9 +75,13 @@ pub async fn claim_batch(
                  lease_until = now() + make_interval(secs => $2), attempts = b.attempts + 1 \
              FROM (SELECT b2.batch_id FROM batches b2 \
                    JOIN job_runs jr ON jr.job_run_id = b2.job_run_id \
+                   JOIN executions e ON e.execution_id = jr.execution_id \
+                   JOIN job_schedule_configs c ON c.config_id = e.config_id \
                    WHERE b2.state <> '{done}' \
                      AND (b2.state = '{ready}' OR b2.lease_until < now()) \
                      AND jr.phase = '{running}' \
+                     AND (c.exception_start_time IS NULL OR e.window_override \
+                          OR NOT {window_open}) \
                    ORDER BY b2.batch_id LIMIT 1 \
                    FOR UPDATE OF b2 SKIP LOCKED) c \
              WHERE b.batch_id = c.batch_id \
@@ -67,11 +91,13 @@ pub async fn claim_batch(
             done = BatchState::Done.as_str(),
             ready = BatchState::Ready.as_str(),
             running = JobPhase::Running.as_str(),
+            window_open = WINDOW_OPEN_SQL,
         )
     });
     let mut rows: Vec<ClaimedBatch> = diesel::sql_query(SQL.as_str())
         .bind::<SqlUuid, _>(owner)
         .bind::<Double, _>(lease_secs)
+        .bind::<Timestamptz, _>(now)
         .load(conn)
         .await?;
     Ok(rows.pop())
