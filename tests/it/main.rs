@@ -11,3 +11,4 @@ mod scheduling;
 mod support;
 mod test_jobs;
 mod watch;
+mod windows;
