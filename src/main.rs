@@ -66,14 +66,21 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     db.migrate().await?;
     // Core Aria: the given address, else the stand-in, in-process. The sync
     // jobs connect lazily: a core that is down only fails their batches
-    // (SYNC_ENDPOINT_UNAVAILABLE).
+    // (SYNC_ENDPOINT_UNAVAILABLE). The stand-in stops only after the server
+    // (and the batches it had in flight) did.
+    let standin_stop = CancellationToken::new();
+    let mut standin = None;
     let core_url = match &settings.core_aria_url {
         Some(url) => url.clone(),
         None => {
             let listener = tokio::net::TcpListener::bind(settings.standin_listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "starting the stand-in core Aria in-process");
-            tokio::spawn(serve_standin(db.clone(), listener, shutdown.clone()));
+            standin = Some(tokio::spawn(serve_standin(
+                db.clone(),
+                listener,
+                standin_stop.clone(),
+            )));
             format!("http://{addr}")
         }
     };
@@ -85,6 +92,10 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
     };
+    standin_stop.cancel();
+    if let Some(standin) = standin {
+        let _ = standin.await;
+    }
     if let Some(pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await?;
     }

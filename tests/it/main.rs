@@ -7,6 +7,7 @@ mod daily_sequence;
 mod executions;
 mod ledger_jobs;
 mod processes;
+mod recovery;
 mod scheduling;
 mod support;
 mod test_jobs;

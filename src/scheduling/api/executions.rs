@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::watch_event::watch_event;
+use super::watch_event::watch_item;
 use super::{actor, client_id, date, page_token, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
@@ -98,7 +98,7 @@ impl ExecutionService for ExecutionApi {
                 .map_err(|_| Error::invalid("after_sequence", "too large"))?,
         };
         let rx = self.usecases.watch_executions(scope)?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| Ok(watch_event(m)));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(watch_item);
         Ok(Response::new(Box::pin(stream)))
     }
 

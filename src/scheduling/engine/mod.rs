@@ -3,6 +3,7 @@
 //! automatic runs ([`scheduler`]), and the one way an execution's change is
 //! written ([`transition`]). The use cases drive it; it never calls them.
 
+pub mod liveness;
 mod planner;
 pub mod scheduler;
 pub mod transition;

@@ -391,3 +391,58 @@ pub async fn executions_to_advance(conn: &mut AsyncPgConnection) -> Result<Vec<U
     let rows: Vec<ExecutionIdRow> = diesel::sql_query(SQL.as_str()).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.execution_id).collect())
 }
+
+/// SQL: whether the process owning leases as `{owner}` holds its liveness
+/// lock (see `engine::liveness`): a granted session advisory lock, in this
+/// database, on the bigint made of the first eight bytes of its id.
+fn owner_alive(owner: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND (l.classid::int8 << 32) | l.objid::int8 \
+                   = ('x' || substr(replace({owner}::text, '-', ''), 1, 16))::bit(64)::int8)"
+    )
+}
+
+/// Ends now the leases of batches and plans whose owner process is dead
+/// (its liveness lock is free), so they are claimed again at once rather
+/// than when their lease runs out. Leases of `me` are never touched. How
+/// many leases it ended.
+pub async fn end_leases_of_dead_owners(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+) -> Result<i64, DbError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH owners AS ( \
+                 SELECT DISTINCT lease_owner AS owner FROM batches \
+                 WHERE state = '{claimed}' AND lease_owner IS NOT NULL \
+                   AND lease_owner <> $1 AND lease_until > now()), \
+             dead AS (SELECT owner FROM owners WHERE NOT {owner_alive}), \
+             b AS ( \
+                 UPDATE batches SET lease_until = now() - interval '1 millisecond' \
+                 WHERE state = '{claimed}' AND lease_owner IN (SELECT owner FROM dead) \
+                 RETURNING 1), \
+             p AS ( \
+                 UPDATE job_runs SET plan_lease_until = now() - interval '1 millisecond' \
+                 WHERE phase IN ('{planning}', '{running}', '{paused}') \
+                   AND phase = '{planning}' AND plan_owner IS NOT NULL \
+                   AND plan_owner <> $1 AND plan_lease_until > now() \
+                   AND NOT {plan_owner_alive} \
+                 RETURNING 1) \
+             SELECT ((SELECT count(*) FROM b) + (SELECT count(*) FROM p))::int8 AS n",
+            claimed = BatchState::Claimed.as_str(),
+            planning = JobPhase::Planning.as_str(),
+            running = JobPhase::Running.as_str(),
+            paused = JobPhase::PausedByWindow.as_str(),
+            owner_alive = owner_alive("owner"),
+            plan_owner_alive = owner_alive("plan_owner"),
+        )
+    });
+    let rows: Vec<Count> = diesel::sql_query(SQL.as_str())
+        .bind::<SqlUuid, _>(me)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(|r| r.n).unwrap_or(0))
+}
