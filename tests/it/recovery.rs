@@ -198,3 +198,220 @@ async fn shutdown_mid_job_settles_in_flight_batches_and_watchers_resume_elsewher
     b.stop().await;
     drop_database(&url).await;
 }
+
+/// A PostgreSQL cluster of this test alone, under `target/`, on a free
+/// port: the shared server is never restarted.
+struct PrivateCluster {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let root = unsafe_is_root();
+    let mut command = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")]);
+        c
+    } else {
+        std::process::Command::new(format!("{PG_BIN}/{program}"))
+    };
+    let out = command
+        .args(args)
+        .output()
+        .expect("run a PostgreSQL binary");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PrivateCluster {
+    fn start() -> Option<Self> {
+        if !std::path::Path::new(PG_BIN).join("initdb").exists() {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(format!("restart-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if unsafe_is_root() {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres", dir.to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let data = dir.join("data");
+        let d = data.to_str().unwrap();
+        as_postgres(
+            "initdb",
+            &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        );
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            dir.to_str().unwrap()
+        );
+        let log = dir.join("log");
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                d,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        Some(Self { dir, port })
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn restart(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        // With a log file, so the server holds no pipe of ours open.
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_ctl"),
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_database_restart_mid_batch_loses_nothing_and_waits_for_no_lease() {
+    let Some(cluster) = PrivateCluster::start() else {
+        panic!("PostgreSQL 15 server binaries are needed for this test ({PG_BIN})");
+    };
+    let url = cluster.url();
+    let mut settings = test_settings(&url);
+    settings.batch_size = 5;
+    settings.lease_secs = 3600;
+    let (registry, _) = test_jobs::registry();
+    let server = TestServer::start_with(settings, registry).await;
+    let config_id = server
+        .configs()
+        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+            client_id: "acme".into(),
+            config: Some(daily("eod", &["SLOW"])),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config_id;
+    let get = || {
+        let mut executions = server.executions();
+        let config_id = config_id.clone();
+        async move {
+            executions
+                .get_execution(pb::GetExecutionRequest {
+                    client_id: "acme".into(),
+                    config_id,
+                    business_date: "2026-11-24".into(),
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    server
+        .executions()
+        .process_execution(pb::ProcessExecutionRequest {
+            client_id: "acme".into(),
+            config_id: config_id.clone(),
+            business_date: "2026-11-24".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get().await.map(|e| counts(&e, 1).2).unwrap_or(0) < 10 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Batches of 100 ms are in flight on both workers.
+    let restart = tokio::task::spawn_blocking(move || {
+        cluster.restart();
+        cluster
+    });
+    let cluster = restart.await.unwrap();
+
+    let started = std::time::Instant::now();
+    let e = loop {
+        if let Ok(e) = get().await {
+            if finished(&e) {
+                break e;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not finished a minute after the restart (leases are an hour)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status(&e), pb::Status::Completed);
+    assert_eq!(counts(&e, 1), (60, 0, 60, 0));
+    let db = crate::processes::db(&url).await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state <> 'DONE'), COALESCE(sum(processed), 0)::int8 FROM batches",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (open, settled): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((open, settled), (0, 60), "every item settled exactly once");
+    server.stop().await;
+    drop(cluster);
+}
