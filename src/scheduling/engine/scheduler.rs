@@ -23,6 +23,7 @@
 //! finish) and releases it when the window closes.
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,6 +41,9 @@ pub const SCHEDULER_ACTOR: &str = "scheduler";
 
 /// Most configurations one scheduler pass takes at a time.
 pub const DUE_PER_TICK: usize = 500;
+
+/// Configurations one scheduler pass works on at once.
+const CONCURRENT_CONFIGS: usize = 8;
 
 /// A configuration taken by a process that dies before it is done with it is
 /// looked at again this long after.
@@ -107,41 +111,74 @@ impl Engine {
             configs::take_due(&mut conn, now, retry_at, DUE_PER_TICK as i64).await?
         };
         let taken = due.len();
-        for due in due {
-            let through = due.scheduled_through();
-            let config: JobScheduleConfig = due.try_into()?;
-            let mut watermark = now.max(through);
-            if calendar::has_automatic_runs(&config.draft) && through < now {
-                let window_open_now = calendar::in_exception_window(&config.draft, now);
-                for run in calendar::runs_between(&config.draft, through, now, 1000) {
-                    let effective = calendar::effective_start(&config.draft, run.start);
-                    if window_open_now || effective > now {
-                        report.held += 1;
-                        watermark = run.start - chrono::Duration::microseconds(1);
-                        break;
-                    }
-                    let key = (config.config_id, run.business_date);
-                    if now - effective > catch_up {
-                        if self
-                            .record_missed(&config, run.business_date, run.start)
-                            .await?
-                        {
-                            report.missed.push(key);
-                        }
-                    } else if self
-                        .start_automatic(&config, run.business_date, run.start)
-                        .await?
-                    {
-                        report.started.push(key);
-                    }
+        // Configurations are independent: several at a time, each on its
+        // own pooled connection, so a minute with many due runs starts
+        // them all promptly.
+        let mut outcomes = futures_util::stream::iter(due)
+            .map(|row| self.schedule_config(row, now, catch_up))
+            .buffer_unordered(CONCURRENT_CONFIGS);
+        let mut first_error = None;
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(one) => {
+                    report.started.extend(one.started);
+                    report.missed.extend(one.missed);
+                    report.held += one.held;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduling a configuration failed");
+                    first_error.get_or_insert(e);
                 }
             }
-            let next = calendar::next_start(&config.draft, watermark, now);
-            let mut conn = self.db().conn().await?;
-            configs::finish_schedule(&mut conn, config.config_id, config.version, watermark, next)
-                .await?;
         }
-        Ok(taken)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
+    }
+
+    /// Starts (or records as missed) the due runs of one configuration and
+    /// stores its next start; what it did.
+    async fn schedule_config(
+        &self,
+        row: configs::ConfigRow,
+        now: DateTime<Utc>,
+        catch_up: chrono::Duration,
+    ) -> Result<TickReport, Error> {
+        let mut report = TickReport::default();
+        let through = row.scheduled_through();
+        let config: JobScheduleConfig = row.try_into()?;
+        let mut watermark = now.max(through);
+        if calendar::has_automatic_runs(&config.draft) && through < now {
+            let window_open_now = calendar::in_exception_window(&config.draft, now);
+            for run in calendar::runs_between(&config.draft, through, now, 1000) {
+                let effective = calendar::effective_start(&config.draft, run.start);
+                if window_open_now || effective > now {
+                    report.held += 1;
+                    watermark = run.start - chrono::Duration::microseconds(1);
+                    break;
+                }
+                let key = (config.config_id, run.business_date);
+                if now - effective > catch_up {
+                    if self
+                        .record_missed(&config, run.business_date, run.start)
+                        .await?
+                    {
+                        report.missed.push(key);
+                    }
+                } else if self
+                    .start_automatic(&config, run.business_date, run.start)
+                    .await?
+                {
+                    report.started.push(key);
+                }
+            }
+        }
+        let next = calendar::next_start(&config.draft, watermark, now);
+        let mut conn = self.db().conn().await?;
+        configs::finish_schedule(&mut conn, config.config_id, config.version, watermark, next)
+            .await?;
+        Ok(report)
     }
 
     /// Holds the running work of executions whose configuration's window is
