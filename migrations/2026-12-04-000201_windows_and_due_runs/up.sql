@@ -8,7 +8,8 @@ ALTER TABLE executions ADD COLUMN window_override boolean NOT NULL DEFAULT false
 -- day they are created.
 ALTER TABLE job_schedule_configs ADD COLUMN rule_start_date date;
 UPDATE job_schedule_configs SET rule_start_date = DATE '2000-01-01';
-ALTER TABLE job_schedule_configs ALTER COLUMN rule_start_date SET NOT NULL;
+ALTER TABLE job_schedule_configs ALTER COLUMN rule_start_date SET NOT NULL,
+    ALTER COLUMN rule_start_date SET DEFAULT CURRENT_DATE;
 
 -- When the next automatic run of a configuration really starts (its due
 -- instant, or the end of the exception window holding it); NULL when it has
