@@ -97,19 +97,22 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     db.migrate().await?;
     // Core Aria: the given address, else the stand-in, in-process. The sync
     // jobs connect lazily: a core that is down only fails their batches
-    // (SYNC_ENDPOINT_UNAVAILABLE).
+    // (SYNC_ENDPOINT_UNAVAILABLE). The stand-in stops only after the server
+    // (and the batches it had in flight) did.
+    let standin_stop = CancellationToken::new();
+    let mut standin = None;
     let core_url = match &settings.core_aria_url {
         Some(url) => url.clone(),
         None => {
             let listener = tokio::net::TcpListener::bind(settings.standin_listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "starting the stand-in core Aria in-process");
-            tokio::spawn(serve_standin(
+            standin = Some(tokio::spawn(serve_standin(
                 db.clone(),
                 listener,
                 settings.standin_control,
-                shutdown.clone(),
-            ));
+                standin_stop.clone(),
+            )));
             format!("http://{addr}")
         }
     };
@@ -125,6 +128,10 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
         Ok(running) => running.wait().await.map_err(Into::into),
         Err(e) => Err(e.into()),
     };
+    standin_stop.cancel();
+    if let Some(standin) = standin {
+        let _ = standin.await;
+    }
     if let Some(pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await?;
     }
@@ -165,6 +172,7 @@ async fn load_demo(
         recurrence_rule: None,
         jobs,
         automatic_runs_paused: false,
+        rule_start_date: None,
     };
     let row = configs::insert(&mut conn, client, &draft, chrono::Utc::now()).await?;
     let config: allegro_scheduler::scheduling::domain::config::JobScheduleConfig =

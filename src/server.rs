@@ -1,6 +1,8 @@
 //! Assembles and runs the gRPC server: the scheduling services, key
 //! management, health, reflection (v1 and v1alpha), the authentication layer,
-//! TLS, the engine's workers, and graceful shutdown.
+//! TLS, the engine's workers, its liveness lock and reaper, and graceful
+//! shutdown in order (claims stop, batches in flight settle, status streams
+//! end with UNAVAILABLE).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use crate::scheduling::api::catalogue::CatalogueApi;
 use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
 use crate::scheduling::api::page_token::{KeyError, PageTokens};
+use crate::scheduling::engine::liveness::Liveness;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::usecases::access::KeyDirectory;
@@ -56,6 +59,9 @@ pub enum ServerError {
     /// The page token key from the database was refused.
     #[error(transparent)]
     PageTokenKey(#[from] KeyError),
+    /// The serving task ended abnormally.
+    #[error("server task: {0}")]
+    Stopped(String),
 }
 
 /// A server that is running. Dropping it does not stop it: call
@@ -153,9 +159,15 @@ pub async fn start_on(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let hub = EventHub::start(url.to_string(), engine.db().clone(), shutdown.clone());
-    let usecases = UseCases::new(engine.clone(), hub, shutdown.clone());
+    // Liveness first: every lease this process takes is covered by it.
+    let liveness = Liveness::hold(url, engine.worker_id()).await?;
+    // Status streams outlive the workers: they end (UNAVAILABLE) only once
+    // in-flight batches have settled, so watchers see those settle.
+    let streams = CancellationToken::new();
+    let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
+    let usecases = UseCases::new(engine.clone(), hub, streams.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
+    workers.push(engine.spawn_reaper(shutdown.clone()));
     workers.push(tokio::spawn(prune_events(
         engine.clone(),
         settings.event_retention_hours,
@@ -197,23 +209,40 @@ pub async fn start_on(
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         tracing::info!(%addr, "serving gRPC");
-        let served = router
-            .serve_with_incoming_shutdown(
-                // Without TCP_NODELAY, responses larger than a segment wait
-                // on delayed ACKs (a 40 ms stall per page of results).
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                token.cancelled(),
-            )
-            .await;
+        let stopping = token.clone();
+        let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(
+            // Without TCP_NODELAY, responses larger than a segment wait on
+            // delayed ACKs (a 40 ms stall per page of results).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move { stopping.cancelled().await },
+        ));
+        // Shutdown order: stop accepting and claiming; let the batches in
+        // flight settle (the job's own clients, e.g. core Aria, are still
+        // up: the caller stops them after this); then end the status
+        // streams with UNAVAILABLE; then let go of the liveness lock.
+        let early = tokio::select! {
+            _ = token.cancelled() => None,
+            served = &mut serving => Some(served),
+        };
         health_reporter
             .set_not_serving::<JobScheduleConfigServiceServer<ConfigApi>>()
             .await;
-        tracing::info!("gRPC server stopped; waiting for engine workers to settle");
+        tracing::info!("shutting down: no new claims; waiting for batches in flight");
+        token.cancel();
         for worker in workers {
             let _ = worker.await;
         }
-        tracing::info!("engine stopped");
-        served.map_err(ServerError::from)
+        tracing::info!("engine stopped; ending status streams");
+        streams.cancel();
+        let served = match early {
+            Some(served) => served,
+            None => serving.await,
+        };
+        liveness.release().await;
+        match served {
+            Ok(served) => served.map_err(ServerError::from),
+            Err(e) => Err(ServerError::Stopped(e.to_string())),
+        }
     });
 
     Ok(RunningServer {

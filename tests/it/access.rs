@@ -779,6 +779,7 @@ async fn the_action_history_names_the_key_and_a_forged_actor_changes_nothing() {
         Headers::key(&platform).with("x-on-behalf-of", " "),
     ))
     .reprocess_execution(pb::ReprocessExecutionRequest {
+        override_exception_window: false,
         client_id: CLIENT.into(),
         config_id: fx.config_id.clone(),
         business_date: DATE.into(),

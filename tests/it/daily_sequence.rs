@@ -24,6 +24,7 @@ async fn retry(fx: &Fixture, position: u32) {
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),

@@ -74,6 +74,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .executions()
         .trigger_job(with_actor(
             pb::TriggerJobRequest {
+                override_exception_window: false,
                 client_id: CLIENT.into(),
                 config_id: fx.config_id.clone(),
                 business_date: DATE.into(),
@@ -94,6 +95,7 @@ async fn a_manual_job_waits_for_its_trigger() {
         .server
         .executions()
         .trigger_job(pb::TriggerJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -168,6 +170,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
         .server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -204,6 +207,7 @@ async fn an_errored_job_pauses_the_schedule_and_the_drill_down_matches_the_items
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -227,6 +231,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -243,6 +248,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -259,6 +265,7 @@ async fn reprocess_retries_the_first_errored_job() {
         .server
         .executions()
         .reprocess_execution(pb::ReprocessExecutionRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -288,6 +295,7 @@ async fn a_failed_plan_shows_in_the_drill_down_and_retry_plans_again() {
     fx.server
         .executions()
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -646,6 +654,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     fx.wait_for(DATE, finished).await;
     let retry_ok_job = client
         .retry_job(pb::RetryJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),
@@ -668,6 +677,7 @@ async fn bad_execution_requests_get_the_right_codes() {
     assert_eq!(violated_fields(&no_position), ["position"]);
     let zero = client
         .trigger_job(pb::TriggerJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),

@@ -68,6 +68,7 @@ impl Fixture {
             .executions()
             .process_execution(with_actor(
                 pb::ProcessExecutionRequest {
+                    override_exception_window: false,
                     client_id: CLIENT.into(),
                     config_id: self.config_id.clone(),
                     business_date: date.into(),

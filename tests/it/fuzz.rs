@@ -287,6 +287,7 @@ impl Gen<'_> {
             .collect();
         let etag = self.text(&["1", "2"]);
         Some(pb::JobScheduleConfig {
+            rule_start_date: String::new(),
             config_id: self.config_id(),
             client_id: self.text(&[CLIENT, ""]),
             name: self.text(&["fuzz", "eod", "weekly"]),
@@ -403,6 +404,7 @@ impl Gen<'_> {
             8 => (
                 format!("{EXECUTIONS}ProcessExecution"),
                 pb::ProcessExecutionRequest {
+                    override_exception_window: false,
                     client_id: self.client(),
                     config_id: self.config_id(),
                     business_date: self.date(),
@@ -414,6 +416,7 @@ impl Gen<'_> {
             9 => (
                 format!("{EXECUTIONS}ReprocessExecution"),
                 pb::ReprocessExecutionRequest {
+                    override_exception_window: false,
                     client_id: self.client(),
                     config_id: self.config_id(),
                     business_date: self.date(),
@@ -435,6 +438,7 @@ impl Gen<'_> {
             11 => (
                 format!("{EXECUTIONS}TriggerJob"),
                 pb::TriggerJobRequest {
+                    override_exception_window: false,
                     client_id: self.client(),
                     config_id: self.config_id(),
                     business_date: self.date(),
@@ -446,6 +450,7 @@ impl Gen<'_> {
             12 => (
                 format!("{EXECUTIONS}RetryJob"),
                 pb::RetryJobRequest {
+                    override_exception_window: false,
                     client_id: self.client(),
                     config_id: self.config_id(),
                     business_date: self.date(),

@@ -27,7 +27,9 @@ async fn child_server() {
         .unwrap()
         .parse()
         .unwrap();
-    settings.lease_secs = 2;
+    settings.lease_secs = std::env::var("ALLEGRO_CHILD_LEASE_SECS")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2);
     settings.workers = 2;
     let running = server::start(&settings, registry, CancellationToken::new())
         .await
@@ -36,13 +38,22 @@ async fn child_server() {
     running.wait().await.unwrap();
 }
 
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: Child,
     channel: KeyedChannel,
 }
 
 impl ChildServer {
-    async fn start(database_url: &str, batch_size: usize) -> Self {
+    pub(crate) async fn start(database_url: &str, batch_size: usize) -> Self {
+        Self::start_with_lease(database_url, batch_size, 2).await
+    }
+
+    /// A child service whose leases last `lease_secs`.
+    pub(crate) async fn start_with_lease(
+        database_url: &str,
+        batch_size: usize,
+        lease_secs: u64,
+    ) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--ignored",
@@ -53,6 +64,7 @@ impl ChildServer {
             ])
             .env("ALLEGRO_CHILD_DATABASE_URL", database_url)
             .env("ALLEGRO_CHILD_BATCH_SIZE", batch_size.to_string())
+            .env("ALLEGRO_CHILD_LEASE_SECS", lease_secs.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -84,7 +96,7 @@ impl ChildServer {
         }
     }
 
-    fn configs(
+    pub(crate) fn configs(
         &self,
     ) -> pb::job_schedule_config_service_client::JobScheduleConfigServiceClient<KeyedChannel> {
         pb::job_schedule_config_service_client::JobScheduleConfigServiceClient::new(
@@ -92,20 +104,22 @@ impl ChildServer {
         )
     }
 
-    fn executions(&self) -> pb::execution_service_client::ExecutionServiceClient<KeyedChannel> {
+    pub(crate) fn executions(
+        &self,
+    ) -> pb::execution_service_client::ExecutionServiceClient<KeyedChannel> {
         pb::execution_service_client::ExecutionServiceClient::new(self.channel.clone())
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    async fn get(&self, config_id: &str) -> pb::Execution {
+    pub(crate) async fn get(&self, config_id: &str) -> pb::Execution {
         self.executions()
             .get_execution(pb::GetExecutionRequest {
                 client_id: CLIENT.into(),
@@ -117,7 +131,7 @@ impl ChildServer {
             .into_inner()
     }
 
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         config_id: &str,
         done: impl Fn(&pb::Execution) -> bool,
@@ -141,7 +155,7 @@ impl Drop for ChildServer {
     }
 }
 
-async fn db(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn db(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -149,7 +163,7 @@ async fn db(url: &str) -> tokio_postgres::Client {
     client
 }
 
-async fn start_effects_job(server: &ChildServer) -> String {
+pub(crate) async fn start_effects_job(server: &ChildServer) -> String {
     let config_id = server
         .configs()
         .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {

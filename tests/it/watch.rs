@@ -81,6 +81,7 @@ async fn trigger(fx: &Fixture, position: u32) {
     fx.server
         .executions()
         .trigger_job(pb::TriggerJobRequest {
+            override_exception_window: false,
             client_id: CLIENT.into(),
             config_id: fx.config_id.clone(),
             business_date: DATE.into(),

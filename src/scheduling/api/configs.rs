@@ -137,6 +137,7 @@ impl JobScheduleConfigService for ConfigApi {
                     business_date: run.business_date.to_string(),
                     start_time: Some(timestamp(run.start)),
                     local_start_time: run.start.with_timezone(&zone).to_rfc3339(),
+                    due_time: Some(timestamp(run.due)),
                 })
                 .collect(),
         }))

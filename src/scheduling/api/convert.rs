@@ -58,6 +58,7 @@ pub fn config_input(config: &pb::JobScheduleConfig) -> ConfigInput {
             })
             .collect(),
         automatic_runs_paused: config.automatic_runs_paused,
+        rule_start_date: config.rule_start_date.clone(),
     }
 }
 
@@ -100,6 +101,7 @@ pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
         etag: config.etag(),
         create_time: Some(timestamp(config.create_time)),
         update_time: Some(timestamp(config.update_time)),
+        rule_start_date: d.rule_start_date.map(|d| d.to_string()).unwrap_or_default(),
     }
 }
 

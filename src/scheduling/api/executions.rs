@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::page_token::{self, PageTokens};
-use super::watch_event::watch_event;
+use super::watch_event::watch_item;
 use super::{actor, authorized_client, date, manual_positions, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
@@ -97,7 +97,7 @@ impl ExecutionService for ExecutionApi {
                 .map_err(|_| Error::invalid("after_sequence", "too large"))?,
         };
         let rx = self.usecases.watch_executions(scope)?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| Ok(watch_event(m)));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(watch_item);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -139,7 +139,7 @@ impl ExecutionService for ExecutionApi {
         let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases
-                .process_execution(&actor, &key, manual)
+                .process_execution(&actor, &key, manual, r.override_exception_window)
                 .await?,
         ))
     }
@@ -152,7 +152,9 @@ impl ExecutionService for ExecutionApi {
         let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
         let actor = actor(&extensions, &r.reason)?;
         Ok(answer(
-            self.usecases.reprocess_execution(&actor, &key).await?,
+            self.usecases
+                .reprocess_execution(&actor, &key, r.override_exception_window)
+                .await?,
         ))
     }
 
@@ -178,7 +180,9 @@ impl ExecutionService for ExecutionApi {
         let actor = actor(&extensions, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
-            self.usecases.trigger_job(&actor, &key, position).await?,
+            self.usecases
+                .trigger_job(&actor, &key, position, r.override_exception_window)
+                .await?,
         ))
     }
 
@@ -191,7 +195,9 @@ impl ExecutionService for ExecutionApi {
         let actor = actor(&extensions, &r.reason)?;
         let position = position(r.position)?;
         Ok(answer(
-            self.usecases.retry_job(&actor, &key, position).await?,
+            self.usecases
+                .retry_job(&actor, &key, position, r.override_exception_window)
+                .await?,
         ))
     }
 

@@ -6,10 +6,24 @@ use crate::scheduling::domain::event::{EventBody, EventCounts};
 use crate::scheduling::domain::execution::Counts;
 use crate::scheduling::watch::WatchMessage;
 
+/// What a watcher receives for one message of its session: a
+/// `WatchEvent`, or, when the service shuts down, the stream's end with
+/// UNAVAILABLE and how to resume.
+pub fn watch_item(message: WatchMessage) -> Result<pb::WatchEvent, tonic::Status> {
+    match message {
+        WatchMessage::ShuttingDown => Err(tonic::Status::unavailable(
+            "the service is shutting down; reconnect and resume with after_sequence set to \
+             the last sequence received",
+        )),
+        other => Ok(watch_event(other)),
+    }
+}
+
 /// The proto message of one message of a watcher's session.
-pub fn watch_event(message: WatchMessage) -> pb::WatchEvent {
+fn watch_event(message: WatchMessage) -> pb::WatchEvent {
     use pb::watch_event::Kind;
     match message {
+        WatchMessage::ShuttingDown => pb::WatchEvent::default(),
         WatchMessage::Snapshot {
             sequence,
             executions,

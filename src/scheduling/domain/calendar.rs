@@ -156,25 +156,54 @@ pub fn exception_window_end(config: &ConfigDraft, at: DateTime<Utc>) -> Option<D
         .find(|end| *end > at)
 }
 
-/// DTSTART of every recurrence rule: 2000-01-01 00:00:00 UTC, the anchor the
-/// rule was validated with. Evaluating in UTC at midnight keeps DST out of
-/// the rule (only dates count). The anchor fixes the phase of INTERVAL, the
-/// start of COUNT, and the defaults of rules without BYxxx parts (a bare
-/// `FREQ=MONTHLY` runs on the 1st, a bare `FREQ=WEEKLY` on Saturdays). No
-/// date before the anchor is a run date.
-fn rule_anchor() -> DateTime<rrule::Tz> {
-    NaiveDate::from_ymd_opt(2000, 1, 1)
-        .unwrap_or(NaiveDate::MIN)
-        .and_time(NaiveTime::MIN)
+/// When a run due at `due` really starts: at `due`, or when the exception
+/// window containing `due` ends. What the scheduler waits for and what
+/// ListUpcomingRuns shows.
+pub fn effective_start(config: &ConfigDraft, due: DateTime<Utc>) -> DateTime<Utc> {
+    exception_window_end(config, due).unwrap_or(due)
+}
+
+/// The instant the scheduler must next look at a configuration whose runs
+/// were considered up to `watermark`, at `now`: the effective start of the
+/// first run after the watermark, and not before the exception window open
+/// at `now` ends. `None` when no automatic run is left.
+pub fn next_start(
+    config: &ConfigDraft,
+    watermark: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let run = next_runs(config, watermark, 1).into_iter().next()?;
+    let start = effective_start(config, run.start);
+    Some(match exception_window_end(config, now) {
+        Some(end) => start.max(end),
+        None => start,
+    })
+}
+
+/// DTSTART of a recurrence rule starting on `start`: that date at 00:00:00
+/// UTC (2000-01-01 when there is none, for rows written before rules had a
+/// start date). Evaluating in UTC at midnight keeps DST out of the rule (only
+/// dates count). The anchor fixes the phase of INTERVAL, the start of COUNT,
+/// and the defaults of rules without BYxxx parts (a bare `FREQ=MONTHLY` runs
+/// on the anchor's day of the month, a bare `FREQ=WEEKLY` on its weekday).
+/// No date before the anchor is a run date.
+fn rule_anchor(start: Option<NaiveDate>) -> DateTime<rrule::Tz> {
+    let date = start.unwrap_or(NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN));
+    date.and_time(NaiveTime::MIN)
         .and_utc()
         .with_timezone(&rrule::Tz::UTC)
 }
 
-/// The dates of `rule` from `from` on, ascending, ending where the rule
+/// The dates of `rule` counted from `start` (see [`rule_anchor`]), from
+/// `from` on, ascending, ending where the rule
 /// does or where the `rrule` crate's iteration limit gives up (100,000
 /// periods without a match). Also used to refuse rules that never fire.
-pub fn rule_dates(rule: &RecurrenceRule, from: NaiveDate) -> Box<dyn Iterator<Item = NaiveDate>> {
-    match rule.rule().clone().build(rule_anchor()) {
+pub fn rule_dates(
+    rule: &RecurrenceRule,
+    start: Option<NaiveDate>,
+    from: NaiveDate,
+) -> Box<dyn Iterator<Item = NaiveDate>> {
+    match rule.rule().clone().build(rule_anchor(start)) {
         Ok(set) => Box::new(
             (&set.limit())
                 .into_iter()
@@ -197,7 +226,7 @@ fn run_dates(config: &ConfigDraft, from: NaiveDate) -> Box<dyn Iterator<Item = N
     let Some(rule) = &config.recurrence_rule else {
         return Box::new(from.iter_days());
     };
-    rule_dates(rule, from)
+    rule_dates(rule, config.rule_start_date, from)
 }
 
 /// The automatic runs of the business dates `first..=last`, oldest first.
@@ -326,6 +355,7 @@ mod tests {
                 manual: false,
             }],
             automatic_runs_paused: false,
+            rule_start_date: None,
         }
     }
 

@@ -149,11 +149,11 @@ impl RecurrenceRule {
     /// Refuses a rule with no date from `today` to [`RULE_HORIZON_YEARS`]
     /// later (`COUNT` used up, `UNTIL` past, `BYMONTH=2;BYMONTHDAY=30`):
     /// stored, it would silently never run.
-    pub fn check_fires(&self, today: NaiveDate) -> Result<(), String> {
+    pub fn check_fires(&self, start: NaiveDate, today: NaiveDate) -> Result<(), String> {
         let horizon = today
             .checked_add_months(Months::new(12 * RULE_HORIZON_YEARS))
             .unwrap_or(NaiveDate::MAX);
-        match super::calendar::rule_dates(self, today).next() {
+        match super::calendar::rule_dates(self, Some(start), today).next() {
             Some(date) if date <= horizon => Ok(()),
             _ => Err(format!(
                 "the rule has no date from {today} to {horizon}, so it would never run; \
@@ -197,6 +197,9 @@ pub struct ConfigInput {
     pub jobs: Vec<JobSpec>,
     /// Whether automatic runs are paused.
     pub automatic_runs_paused: bool,
+    /// `YYYY-MM-DD` the recurrence rule counts from, or empty for the
+    /// default (the day the configuration is created).
+    pub rule_start_date: String,
 }
 
 /// A configuration that satisfies every rule that can be checked without the
@@ -221,6 +224,11 @@ pub struct ConfigDraft {
     pub jobs: Vec<JobSpec>,
     /// Whether automatic runs are paused.
     pub automatic_runs_paused: bool,
+    /// The date the recurrence rule counts from (its DTSTART): where COUNT
+    /// starts, the phase of INTERVAL, the weekday of a bare FREQ=WEEKLY.
+    /// `None` before the configuration is stored (the store fills in the
+    /// creation day); the calendar then counts from 2000-01-01.
+    pub rule_start_date: Option<chrono::NaiveDate>,
 }
 
 /// A stored configuration: a valid draft plus what the server assigned.
@@ -266,6 +274,7 @@ impl JobScheduleConfig {
                 .unwrap_or_default(),
             jobs: d.jobs.clone(),
             automatic_runs_paused: d.automatic_runs_paused,
+            rule_start_date: d.rule_start_date.map(|d| d.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -408,6 +417,25 @@ impl ConfigDraft {
             }
         };
 
+        let rule_start_date = match input.rule_start_date.trim() {
+            "" => None,
+            text => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .filter(|_| text.len() == 10)
+                .map(|date| limits::check_business_date(&field("rule_start_date"), date))
+            {
+                Some(Ok(date)) => Some(date),
+                Some(Err(e)) => {
+                    v.extend(e);
+                    None
+                }
+                None => {
+                    v.add(field("rule_start_date"), "must be a date YYYY-MM-DD");
+                    None
+                }
+            },
+        };
+
         let recurrence_rule = if input.recurrence_rule.trim().is_empty() || !rule_ok {
             None
         } else if input.frequency == Some(Frequency::Daily) {
@@ -417,9 +445,10 @@ impl ConfigDraft {
             );
             None
         } else {
-            match RecurrenceRule::parse(&input.recurrence_rule)
-                .and_then(|rule| rule.check_fires(today).map(|()| rule))
-            {
+            match RecurrenceRule::parse(&input.recurrence_rule).and_then(|rule| {
+                let start = rule_start_date.unwrap_or(today);
+                rule.check_fires(start, today).map(|()| rule)
+            }) {
                 Ok(rule) => Some(rule),
                 Err(e) => {
                     v.add(field("recurrence_rule"), e);
@@ -469,6 +498,7 @@ impl ConfigDraft {
             recurrence_rule,
             jobs: input.jobs,
             automatic_runs_paused: input.automatic_runs_paused,
+            rule_start_date,
         };
         v.into_result(draft)
     }
@@ -643,7 +673,7 @@ mod tests {
     fn refusing_a_rule_that_never_fires_is_quick() {
         let rule = RecurrenceRule::parse("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30").unwrap();
         let started = std::time::Instant::now();
-        assert!(rule.check_fires(today()).is_err());
+        assert!(rule.check_fires(today(), today()).is_err());
         println!("refused in {:?}", started.elapsed());
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }

@@ -108,6 +108,15 @@ impl Violations {
         self.0.push(FieldViolation::new(field, description));
     }
 
+    /// Records the violations of an INVALID_ARGUMENT (other errors become one
+    /// violation of no particular field).
+    pub fn extend(&mut self, error: Error) {
+        match error {
+            Error::InvalidArgument(violations) => self.0.extend(violations),
+            other => self.add("request", other.to_string()),
+        }
+    }
+
     /// `Ok(value)` when nothing was recorded, else INVALID_ARGUMENT.
     pub fn into_result<T>(self, value: T) -> Result<T, Error> {
         if self.0.is_empty() {

@@ -3,9 +3,11 @@
 //! automatic runs ([`scheduler`]), and the one way an execution's change is
 //! written ([`transition`]). The use cases drive it; it never calls them.
 
+pub mod liveness;
 mod planner;
 pub mod scheduler;
 pub mod transition;
+pub mod window;
 mod worker;
 
 use std::collections::HashMap;

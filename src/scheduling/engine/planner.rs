@@ -87,6 +87,7 @@ pub(super) async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error>
     let result = match copied {
         Err(abort) => Err(abort),
         Ok(total) => {
+            let now = engine.clock().now();
             conn.transaction::<_, PlanAbort, _>(async move |conn| {
                 planning::delete_batches(conn, claim.job_run_id).await?;
                 if total > 0 {
@@ -103,6 +104,11 @@ pub(super) async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error>
                 after
                     .planned(claim.position as u32, total as i64)
                     .map_err(Error::from)?;
+                // Planned inside an open exception window: the work waits,
+                // and the execution says so at once.
+                if super::window::holds(conn, &loaded, now).await? {
+                    after.hold_for_window(true);
+                }
                 transition::save(conn, &loaded, &after).await?;
                 Ok(total)
             })

@@ -2,21 +2,28 @@
 //! client's time zone, exactly once, holds work in exception windows, and
 //! catches up after downtime.
 //!
-//! Every tick (any number of processes may tick) it looks, for each
-//! configuration with automatic runs, at the runs due since its watermark
-//! (`scheduled_through`):
+//! Every configuration stores when its next automatic run really starts
+//! (`next_start`: due time, moved to the end of the exception window when
+//! due inside it; NULL without automatic runs). Every tick (any number of
+//! processes may tick; `SKIP LOCKED` shares the rows) takes only the
+//! configurations whose next start has come, and looks at the runs due
+//! since its watermark (`scheduled_through`):
 //! - a run whose start, or now, falls in the exception window is held: the
 //!   watermark stops before it and it starts when the window closes;
 //! - a run due within the catch-up window is created and processed
 //!   (oldest first); the execution's unique (configuration, date) key makes
 //!   the creation happen once however many processes race;
-//! - an older one is recorded as a MISSED execution, not started.
+//! - an older one is recorded as a MISSED execution, not started;
+//!
+//! then stores the configuration's next start. Saving a configuration makes
+//! it due at once, so the next tick computes its next start.
 //!
 //! It also holds the running work of executions whose configuration's
 //! exception window is open (no new batch is claimed; batches in flight
 //! finish) and releases it when the window closes.
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -31,6 +38,16 @@ use crate::scheduling::Error;
 
 /// The actor recorded for automatic actions.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
+
+/// Most configurations one scheduler pass takes at a time.
+pub const DUE_PER_TICK: usize = 500;
+
+/// Configurations one scheduler pass works on at once.
+const CONCURRENT_CONFIGS: usize = 8;
+
+/// A configuration taken by a process that dies before it is done with it is
+/// looked at again this long after.
+const RETRY_AFTER_SECS: i64 = 60;
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,26 +78,81 @@ impl Engine {
         }
     }
 
-    /// One scheduler pass at the clock's current instant.
+    /// One scheduler pass at the clock's current instant: looks only at the
+    /// configurations whose next start is due (at most [`DUE_PER_TICK`],
+    /// ticking again at once when there were more), then at executions whose
+    /// exception window opened or closed. An idle tick is two statements and
+    /// writes nothing.
     pub async fn schedule_tick(&self) -> Result<TickReport, Error> {
+        let mut report = TickReport::default();
+        loop {
+            let taken = self.schedule_due(&mut report).await?;
+            if taken < DUE_PER_TICK {
+                break;
+            }
+        }
+        self.hold_for_windows(&mut report).await?;
+        if !report.started.is_empty() || report.resumed > 0 {
+            self.wake();
+        }
+        Ok(report)
+    }
+
+    /// Starts (or records as missed) the due runs of up to [`DUE_PER_TICK`]
+    /// due configurations and stores each one's next start. How many
+    /// configurations it took.
+    async fn schedule_due(&self, report: &mut TickReport) -> Result<usize, Error> {
         let now = self.clock().now();
         let catch_up = chrono::Duration::from_std(self.settings().catch_up)
             .unwrap_or(chrono::Duration::days(1));
-        let mut report = TickReport::default();
-        let configs = {
+        let retry_at = now + chrono::Duration::seconds(RETRY_AFTER_SECS);
+        let due = {
             let mut conn = self.db().conn().await?;
-            configs::automatic(&mut conn).await?
+            configs::take_due(&mut conn, now, retry_at, DUE_PER_TICK as i64).await?
         };
-        for (row, through) in configs {
-            let config: JobScheduleConfig = row.try_into()?;
-            if !calendar::has_automatic_runs(&config.draft) || through >= now {
-                continue;
+        let taken = due.len();
+        // Configurations are independent: several at a time, each on its
+        // own pooled connection, so a minute with many due runs starts
+        // them all promptly.
+        let mut outcomes = futures_util::stream::iter(due)
+            .map(|row| self.schedule_config(row, now, catch_up))
+            .buffer_unordered(CONCURRENT_CONFIGS);
+        let mut first_error = None;
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(one) => {
+                    report.started.extend(one.started);
+                    report.missed.extend(one.missed);
+                    report.held += one.held;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduling a configuration failed");
+                    first_error.get_or_insert(e);
+                }
             }
-            let mut watermark = now;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
+    }
+
+    /// Starts (or records as missed) the due runs of one configuration and
+    /// stores its next start; what it did.
+    async fn schedule_config(
+        &self,
+        row: configs::ConfigRow,
+        now: DateTime<Utc>,
+        catch_up: chrono::Duration,
+    ) -> Result<TickReport, Error> {
+        let mut report = TickReport::default();
+        let through = row.scheduled_through();
+        let config: JobScheduleConfig = row.try_into()?;
+        let mut watermark = now.max(through);
+        if calendar::has_automatic_runs(&config.draft) && through < now {
             let window_open_now = calendar::in_exception_window(&config.draft, now);
             for run in calendar::runs_between(&config.draft, through, now, 1000) {
-                let effective =
-                    calendar::exception_window_end(&config.draft, run.start).unwrap_or(run.start);
+                let effective = calendar::effective_start(&config.draft, run.start);
                 if window_open_now || effective > now {
                     report.held += 1;
                     watermark = run.start - chrono::Duration::microseconds(1);
@@ -101,26 +173,37 @@ impl Engine {
                     report.started.push(key);
                 }
             }
-            let mut conn = self.db().conn().await?;
-            configs::advance_schedule(&mut conn, config.config_id, watermark).await?;
         }
+        let next = calendar::next_start(&config.draft, watermark, now);
+        let mut conn = self.db().conn().await?;
+        configs::finish_schedule(&mut conn, config.config_id, config.version, watermark, next)
+            .await?;
+        Ok(report)
+    }
+
+    /// Holds the running work of executions whose configuration's window is
+    /// open (unless an operator overrode it) and releases it when the window
+    /// closes. Writes only for executions whose hold changes.
+    async fn hold_for_windows(&self, report: &mut TickReport) -> Result<(), Error> {
+        let now = self.clock().now();
         let running = {
             let mut conn = self.db().conn().await?;
             configs::windowed_running(&mut conn).await?
         };
-        for (execution_id, row) in running {
-            let config: JobScheduleConfig = row.try_into()?;
-            let held = calendar::in_exception_window(&config.draft, now);
-            match self.set_window_hold(execution_id, held).await? {
+        for execution in running {
+            let config: JobScheduleConfig = execution.config.try_into()?;
+            let held =
+                !execution.window_override && calendar::in_exception_window(&config.draft, now);
+            if held == execution.held {
+                continue;
+            }
+            match self.set_window_hold(execution.execution_id, held).await? {
                 Some(true) => report.paused += 1,
                 Some(false) => report.resumed += 1,
                 None => {}
             }
         }
-        if !report.started.is_empty() || report.resumed > 0 {
-            self.wake();
-        }
-        Ok(report)
+        Ok(())
     }
 
     /// Creates and starts the automatic run of `date`, unless an execution

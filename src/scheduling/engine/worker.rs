@@ -24,6 +24,10 @@ use crate::scheduling::Error;
 /// errored with the failure's code.
 const MAX_BATCH_ATTEMPTS: i32 = 3;
 
+/// A settle is tried this many times (about 10 s with backoff) before the
+/// batch is released.
+const SETTLE_ATTEMPTS: u32 = 8;
+
 /// One worker task: loops until `shutdown`, finishing the batch in hand.
 pub(super) async fn run(engine: Engine, shutdown: CancellationToken, index: usize) {
     let mut idle_rounds = 0u32;
@@ -58,7 +62,9 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         plan(engine, claim).await?;
         return Ok(true);
     }
-    if let Some(batch) = work::claim_batch(&mut conn, engine.worker_id(), lease).await? {
+    if let Some(batch) =
+        work::claim_batch(&mut conn, engine.worker_id(), lease, engine.clock().now()).await?
+    {
         drop(conn);
         process(engine, batch).await?;
         return Ok(true);
@@ -155,36 +161,22 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             }
         }
     }
-    let owner = engine.worker_id();
-    let target = run.target.clone();
-    let position = run.position;
-    let mut conn = engine.db().conn().await?;
-    let settled = conn
-        .transaction::<_, Error, _>(async move |conn| {
-            let Some(counts) = work::settle_batch(conn, &batch, owner, processed, &errors).await?
-            else {
-                return Ok(None);
-            };
-            events::append(
-                conn,
-                &target,
-                &[EventBody::CountsChanged {
-                    position,
-                    counts: Counts {
-                        total: counts.total,
-                        processed: counts.processed,
-                        errored: counts.errored,
-                    }
-                    .into(),
-                }],
-            )
-            .await?;
-            Ok(Some(counts))
-        })
-        .await?;
+    let settled = match settle_retrying(engine, &batch, &run, processed, &errors).await {
+        Ok(settled) => settled,
+        Err(e) => {
+            // The database stayed away: give the batch back rather than
+            // leave it to its lease (best effort; the reaper and the lease
+            // cover a failure here too).
+            tracing::warn!(batch = batch.batch_id, error = %e, "settle failed; releasing the batch");
+            if let Ok(mut conn) = engine.db().conn().await {
+                let _ =
+                    work::release_batch(&mut conn, batch.batch_id, engine.worker_id(), 0.0).await;
+            }
+            return Err(e);
+        }
+    };
     match settled {
         Some(counts) if counts.processed + counts.errored >= counts.total => {
-            drop(conn);
             advance(engine, counts.execution_id).await
         }
         Some(_) => Ok(()),
@@ -193,6 +185,69 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// Settles a batch (its outcome and counters, with their event) in one
+/// transaction, retrying with backoff while the database is away (a
+/// restart mid-batch): settling twice is harmless, since only the lease
+/// holder's first settle matches. `None` when the batch was no longer ours.
+async fn settle_retrying(
+    engine: &Engine,
+    batch: &ClaimedBatch,
+    run: &JobRunIdentity,
+    processed: i32,
+    errors: &BatchErrors,
+) -> Result<Option<work::SettledCounts>, Error> {
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match settle_once(engine, batch, run, processed, errors).await {
+            Ok(settled) => return Ok(settled),
+            Err(e) if attempt < SETTLE_ATTEMPTS => {
+                tracing::warn!(batch = batch.batch_id, attempt, error = %e, "settle failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn settle_once(
+    engine: &Engine,
+    batch: &ClaimedBatch,
+    run: &JobRunIdentity,
+    processed: i32,
+    errors: &BatchErrors,
+) -> Result<Option<work::SettledCounts>, Error> {
+    let owner = engine.worker_id();
+    let target = run.target.clone();
+    let position = run.position;
+    let (batch, errors) = (batch.clone(), errors.clone());
+    let mut conn = engine.db().conn().await?;
+    conn.transaction::<_, Error, _>(async move |conn| {
+        let Some(counts) = work::settle_batch(conn, &batch, owner, processed, &errors).await?
+        else {
+            return Ok(None);
+        };
+        events::append(
+            conn,
+            &target,
+            &[EventBody::CountsChanged {
+                position,
+                counts: Counts {
+                    total: counts.total,
+                    processed: counts.processed,
+                    errored: counts.errored,
+                }
+                .into(),
+            }],
+        )
+        .await?;
+        Ok(Some(counts))
+    })
+    .await
 }
 
 /// Advances an execution whose running job may have settled.

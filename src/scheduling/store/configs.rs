@@ -1,16 +1,18 @@
 //! Queries on `job_schedule_configs`, and the row models they use.
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::job_schedule_configs;
 use super::DbError;
+use crate::scheduling::domain::calendar;
 use crate::scheduling::domain::config::{
     parse_time_zone, ConfigDraft, ExceptionWindow, Frequency, JobScheduleConfig, JobSpec,
     RecurrenceRule,
 };
+use crate::scheduling::domain::execution::ExecutionPhase;
 
 /// Unique constraint on (client, name).
 pub const UNIQUE_NAME: &str = "job_schedule_configs_client_name_key";
@@ -18,7 +20,7 @@ pub const UNIQUE_NAME: &str = "job_schedule_configs_client_name_key";
 pub const ONE_DAILY: &str = "job_schedule_configs_one_daily_per_client";
 
 /// A row of `job_schedule_configs`.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = job_schedule_configs, check_for_backend(diesel::pg::Pg))]
 pub struct ConfigRow {
     config_id: Uuid,
@@ -36,6 +38,15 @@ pub struct ConfigRow {
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
+    rule_start_date: NaiveDate,
+    scheduled_through: DateTime<Utc>,
+}
+
+impl ConfigRow {
+    /// The instant up to which the scheduler considered its automatic runs.
+    pub fn scheduled_through(&self) -> DateTime<Utc> {
+        self.scheduled_through
+    }
 }
 
 /// The columns a draft sets, on insert and on update.
@@ -52,10 +63,16 @@ struct DraftColumns<'a> {
     recurrence_rule: Option<&'a str>,
     jobs: serde_json::Value,
     automatic_runs_paused: bool,
+    rule_start_date: NaiveDate,
+    next_start: Option<DateTime<Utc>>,
 }
 
 impl<'a> DraftColumns<'a> {
-    fn of(draft: &'a ConfigDraft) -> Self {
+    /// The columns of `draft` saved at `now`: the rule counts from the
+    /// draft's start date, else from `now`'s date in the configuration's
+    /// zone; a configuration with automatic runs is due for the scheduler to
+    /// compute its next start at once.
+    fn of(draft: &'a ConfigDraft, now: DateTime<Utc>) -> Self {
         Self {
             name: &draft.name,
             description: &draft.description,
@@ -69,6 +86,10 @@ impl<'a> DraftColumns<'a> {
             #[allow(clippy::expect_used)]
             jobs: serde_json::to_value(&draft.jobs).expect("jobs serialize"),
             automatic_runs_paused: draft.automatic_runs_paused,
+            rule_start_date: draft
+                .rule_start_date
+                .unwrap_or_else(|| now.with_timezone(&draft.time_zone).date_naive()),
+            next_start: calendar::has_automatic_runs(draft).then_some(now),
         }
     }
 }
@@ -108,6 +129,7 @@ impl TryFrom<ConfigRow> for JobScheduleConfig {
                 recurrence_rule,
                 jobs,
                 automatic_runs_paused: row.automatic_runs_paused,
+                rule_start_date: Some(row.rule_start_date),
             },
             version: row.version,
             create_time: row.create_time,
@@ -129,7 +151,7 @@ pub async fn insert(
         .values((
             job_schedule_configs::config_id.eq(Uuid::now_v7()),
             job_schedule_configs::client_id.eq(client_id),
-            DraftColumns::of(draft),
+            DraftColumns::of(draft, now),
             job_schedule_configs::scheduled_through.eq(now),
         ))
         .returning(ConfigRow::as_returning())
@@ -200,13 +222,14 @@ pub async fn update(
     config_id: Uuid,
     expected_version: i64,
     draft: &ConfigDraft,
+    now: DateTime<Utc>,
 ) -> Result<Option<ConfigRow>, DbError> {
     Ok(diesel::update(job_schedule_configs::table)
         .filter(job_schedule_configs::client_id.eq(client_id))
         .filter(job_schedule_configs::config_id.eq(config_id))
         .filter(job_schedule_configs::version.eq(expected_version))
         .set((
-            DraftColumns::of(draft),
+            DraftColumns::of(draft, now),
             job_schedule_configs::version.eq(expected_version + 1),
             job_schedule_configs::update_time.eq(diesel::dsl::now),
         ))
@@ -230,43 +253,77 @@ pub async fn restart_schedule(
     Ok(())
 }
 
-/// Configurations with automatic runs switched on, with the instant up to
-/// which their runs were considered.
-pub async fn automatic(
+/// Takes up to `limit` configurations whose next start is due at `now`,
+/// earliest first, and moves their next start to `retry_at` so that other
+/// processes skip them (and this one looks again then if it dies before
+/// [`finish_schedule`]). `SKIP LOCKED`: replicas share the due rows. One
+/// statement, writing nothing, when nothing is due.
+pub async fn take_due(
     conn: &mut AsyncPgConnection,
-) -> Result<Vec<(ConfigRow, DateTime<Utc>)>, DbError> {
-    Ok(job_schedule_configs::table
-        .filter(job_schedule_configs::automatic_runs_paused.eq(false))
-        .select((
-            ConfigRow::as_select(),
-            job_schedule_configs::scheduled_through,
-        ))
-        .load(conn)
-        .await?)
+    now: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ConfigRow>, DbError> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    Ok(diesel::sql_query(
+        "UPDATE job_schedule_configs c SET next_start = $2 \
+         FROM (SELECT config_id FROM job_schedule_configs \
+               WHERE next_start IS NOT NULL AND next_start <= $1 \
+               ORDER BY next_start LIMIT $3 FOR UPDATE SKIP LOCKED) d \
+         WHERE c.config_id = d.config_id \
+         RETURNING c.*",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(retry_at)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
 }
 
-/// Moves the schedule watermark forward (never back).
-pub async fn advance_schedule(
+/// Records what the scheduler did with a configuration it took: moves the
+/// watermark forward (never back) and stores its next start, unless the
+/// configuration was updated meanwhile (`version` moved on; the update set
+/// its own next start).
+pub async fn finish_schedule(
     conn: &mut AsyncPgConnection,
     config_id: Uuid,
-    to: DateTime<Utc>,
+    version: i64,
+    watermark: DateTime<Utc>,
+    next_start: Option<DateTime<Utc>>,
 ) -> Result<(), DbError> {
+    use diesel::sql_types::{BigInt, Nullable, Timestamptz};
     diesel::sql_query(
-        "UPDATE job_schedule_configs SET scheduled_through = GREATEST(scheduled_through, $2) \
+        "UPDATE job_schedule_configs SET scheduled_through = GREATEST(scheduled_through, $2), \
+             next_start = CASE WHEN version = $3 THEN $4 ELSE next_start END \
          WHERE config_id = $1",
     )
     .bind::<diesel::sql_types::Uuid, _>(config_id)
-    .bind::<diesel::sql_types::Timestamptz, _>(to)
+    .bind::<Timestamptz, _>(watermark)
+    .bind::<BigInt, _>(version)
+    .bind::<Nullable<Timestamptz>, _>(next_start)
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// An execution with work running or held by its configuration's
+/// exception window.
+pub struct WindowedExecution {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// Whether its work is held now (phase PAUSED_BY_WINDOW).
+    pub held: bool,
+    /// Whether an operator let it run inside the window.
+    pub window_override: bool,
+    /// Its configuration.
+    pub config: ConfigRow,
+}
+
 /// Executions with work running or held, of configurations that have an
-/// exception window: (execution, its configuration).
+/// exception window.
 pub async fn windowed_running(
     conn: &mut AsyncPgConnection,
-) -> Result<Vec<(Uuid, ConfigRow)>, DbError> {
+) -> Result<Vec<WindowedExecution>, DbError> {
     use super::schema::{executions, job_runs};
     Ok(executions::table
         .inner_join(job_schedule_configs::table)
@@ -276,9 +333,24 @@ pub async fn windowed_running(
                 .filter(job_runs::execution_id.eq(executions::execution_id))
                 .filter(job_runs::phase.eq_any(["RUNNING", "PAUSED_BY_WINDOW"])),
         ))
-        .select((executions::execution_id, ConfigRow::as_select()))
-        .load(conn)
-        .await?)
+        .select((
+            executions::execution_id,
+            executions::phase,
+            executions::window_override,
+            ConfigRow::as_select(),
+        ))
+        .load::<(Uuid, String, bool, ConfigRow)>(conn)
+        .await?
+        .into_iter()
+        .map(
+            |(execution_id, phase, window_override, config)| WindowedExecution {
+                execution_id,
+                held: phase == ExecutionPhase::PausedByWindow.as_str(),
+                window_override,
+                config,
+            },
+        )
+        .collect())
 }
 
 /// Deletes a configuration; whether a row was deleted.

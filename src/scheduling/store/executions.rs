@@ -598,3 +598,32 @@ pub async fn job_run_identity(
         },
     ))
 }
+
+/// Records whether an operator lets this execution run inside its
+/// configuration's exception window (the batch claim reads it).
+pub async fn set_window_override(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+    window_override: bool,
+) -> Result<(), DbError> {
+    diesel::update(executions::table.filter(executions::execution_id.eq(execution_id)))
+        .set(executions::window_override.eq(window_override))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether an operator lets this execution run inside its configuration's
+/// exception window.
+pub async fn window_override(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+) -> Result<bool, DbError> {
+    Ok(executions::table
+        .filter(executions::execution_id.eq(execution_id))
+        .select(executions::window_override)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(false))
+}

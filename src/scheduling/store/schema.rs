@@ -83,6 +83,7 @@ diesel::table! {
         create_time -> Timestamptz,
         start_time -> Nullable<Timestamptz>,
         end_time -> Nullable<Timestamptz>,
+        window_override -> Bool,
     }
 }
 
@@ -134,6 +135,8 @@ diesel::table! {
         create_time -> Timestamptz,
         update_time -> Timestamptz,
         scheduled_through -> Timestamptz,
+        rule_start_date -> Date,
+        next_start -> Nullable<Timestamptz>,
     }
 }
 

@@ -3,7 +3,9 @@
 //! never a round trip per item. Batch states are [`BatchState`] names; the
 //! SQL is built once with them (literals, so partial indexes keep matching).
 
-use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -41,13 +43,31 @@ pub struct ClaimedBatch {
     pub attempts: i32,
 }
 
+/// Whether the exception window of configuration `c` is open at `$3`: the
+/// local time of day in the configuration's zone against the window's start
+/// and end (inclusive start, exclusive end; a window crossing midnight is
+/// open after its start or before its end), as
+/// [`crate::scheduling::domain::config::ExceptionWindow::contains`] reads it.
+const WINDOW_OPEN_SQL: &str = "(CASE WHEN c.exception_start_time <= c.exception_end_time \
+     THEN ($3 AT TIME ZONE c.time_zone)::time >= c.exception_start_time \
+          AND ($3 AT TIME ZONE c.time_zone)::time < c.exception_end_time \
+     ELSE ($3 AT TIME ZONE c.time_zone)::time >= c.exception_start_time \
+          OR ($3 AT TIME ZONE c.time_zone)::time < c.exception_end_time END)";
+
 /// Claims the oldest claimable batch of a RUNNING job: READY, or CLAIMED
 /// with an expired lease (its worker died). `FOR UPDATE SKIP LOCKED` lets
 /// every worker of every process claim a different one.
+///
+/// No batch is handed out while the exception window of its execution's
+/// configuration is open at `now` (read in the configuration's zone, the
+/// window may cross midnight), unless an operator overrode the window for
+/// that execution: the claim itself holds the window, so nothing slips
+/// through between two scheduler ticks.
 pub async fn claim_batch(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     lease_secs: f64,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<ClaimedBatch>, DbError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -55,9 +75,13 @@ pub async fn claim_batch(
                  lease_until = now() + make_interval(secs => $2), attempts = b.attempts + 1 \
              FROM (SELECT b2.batch_id FROM batches b2 \
                    JOIN job_runs jr ON jr.job_run_id = b2.job_run_id \
+                   JOIN executions e ON e.execution_id = jr.execution_id \
+                   JOIN job_schedule_configs c ON c.config_id = e.config_id \
                    WHERE b2.state <> '{done}' \
                      AND (b2.state = '{ready}' OR b2.lease_until < now()) \
                      AND jr.phase = '{running}' \
+                     AND (c.exception_start_time IS NULL OR e.window_override \
+                          OR NOT {window_open}) \
                    ORDER BY b2.batch_id LIMIT 1 \
                    FOR UPDATE OF b2 SKIP LOCKED) c \
              WHERE b.batch_id = c.batch_id \
@@ -67,11 +91,13 @@ pub async fn claim_batch(
             done = BatchState::Done.as_str(),
             ready = BatchState::Ready.as_str(),
             running = JobPhase::Running.as_str(),
+            window_open = WINDOW_OPEN_SQL,
         )
     });
     let mut rows: Vec<ClaimedBatch> = diesel::sql_query(SQL.as_str())
         .bind::<SqlUuid, _>(owner)
         .bind::<Double, _>(lease_secs)
+        .bind::<Timestamptz, _>(now)
         .load(conn)
         .await?;
     Ok(rows.pop())
@@ -364,4 +390,59 @@ pub async fn executions_to_advance(conn: &mut AsyncPgConnection) -> Result<Vec<U
     });
     let rows: Vec<ExecutionIdRow> = diesel::sql_query(SQL.as_str()).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.execution_id).collect())
+}
+
+/// SQL: whether the process owning leases as `{owner}` holds its liveness
+/// lock (see `engine::liveness`): a granted session advisory lock, in this
+/// database, on the bigint made of the first eight bytes of its id.
+fn owner_alive(owner: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND (l.classid::int8 << 32) | l.objid::int8 \
+                   = ('x' || substr(replace({owner}::text, '-', ''), 1, 16))::bit(64)::int8)"
+    )
+}
+
+/// Ends now the leases of batches and plans whose owner process is dead
+/// (its liveness lock is free), so they are claimed again at once rather
+/// than when their lease runs out. Leases of `me` are never touched. How
+/// many leases it ended.
+pub async fn end_leases_of_dead_owners(
+    conn: &mut AsyncPgConnection,
+    me: Uuid,
+) -> Result<i64, DbError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH owners AS ( \
+                 SELECT DISTINCT lease_owner AS owner FROM batches \
+                 WHERE state = '{claimed}' AND lease_owner IS NOT NULL \
+                   AND lease_owner <> $1 AND lease_until > now()), \
+             dead AS (SELECT owner FROM owners WHERE NOT {owner_alive}), \
+             b AS ( \
+                 UPDATE batches SET lease_until = now() - interval '1 millisecond' \
+                 WHERE state = '{claimed}' AND lease_owner IN (SELECT owner FROM dead) \
+                 RETURNING 1), \
+             p AS ( \
+                 UPDATE job_runs SET plan_lease_until = now() - interval '1 millisecond' \
+                 WHERE phase IN ('{planning}', '{running}', '{paused}') \
+                   AND phase = '{planning}' AND plan_owner IS NOT NULL \
+                   AND plan_owner <> $1 AND plan_lease_until > now() \
+                   AND NOT {plan_owner_alive} \
+                 RETURNING 1) \
+             SELECT ((SELECT count(*) FROM b) + (SELECT count(*) FROM p))::int8 AS n",
+            claimed = BatchState::Claimed.as_str(),
+            planning = JobPhase::Planning.as_str(),
+            running = JobPhase::Running.as_str(),
+            paused = JobPhase::PausedByWindow.as_str(),
+            owner_alive = owner_alive("owner"),
+            plan_owner_alive = owner_alive("plan_owner"),
+        )
+    });
+    let rows: Vec<Count> = diesel::sql_query(SQL.as_str())
+        .bind::<SqlUuid, _>(me)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(|r| r.n).unwrap_or(0))
 }

@@ -24,10 +24,23 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "recurrence_rule",
     "jobs",
     "automatic_runs_paused",
+    "rule_start_date",
 ];
 
 /// Where a listing of configurations continues: the last (name, id).
 pub type ConfigCursor = (String, Uuid);
+
+/// An upcoming automatic run as a reader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduledRun {
+    /// The business date it processes.
+    pub business_date: chrono::NaiveDate,
+    /// When it falls due: the date at the scheduled time.
+    pub due: DateTime<Utc>,
+    /// When it really starts: `due`, or the end of the exception window
+    /// holding it.
+    pub start: DateTime<Utc>,
+}
 
 /// An update of a configuration as a front end received it.
 #[derive(Debug, Clone)]
@@ -125,19 +138,26 @@ impl UseCases {
         }
         check_etag(&update.etag, &current)?;
         let draft = self.validate(merge(current.to_input(), update.values, &update.mask))?;
-        let row = configs::update(&mut conn, client, update.config_id, current.version, &draft)
-            .await
-            .map_err(|e| conflict(e, client, &draft))?
-            .ok_or_else(|| {
-                Error::aborted(
-                    "CONCURRENT_UPDATE",
-                    "the configuration changed while this update was applied; read it again \
+        let now = self.engine.clock().now();
+        let row = configs::update(
+            &mut conn,
+            client,
+            update.config_id,
+            current.version,
+            &draft,
+            now,
+        )
+        .await
+        .map_err(|e| conflict(e, client, &draft))?
+        .ok_or_else(|| {
+            Error::aborted(
+                "CONCURRENT_UPDATE",
+                "the configuration changed while this update was applied; read it again \
                      and retry",
-                )
-            })?;
+            )
+        })?;
         let stored = JobScheduleConfig::try_from(row)?;
         if current.draft.automatic_runs_paused && !stored.draft.automatic_runs_paused {
-            let now = self.engine.clock().now();
             configs::restart_schedule(&mut conn, update.config_id, now).await?;
         }
         tracing::info!(client, config_id = %update.config_id, etag = %stored.etag(), "updated job schedule config");
@@ -178,18 +198,27 @@ impl UseCases {
         .await
     }
 
-    /// The next `count` automatic runs of a configuration after `after`
-    /// (default: now), with the configuration (for its time zone).
+    /// The next `count` automatic runs of a configuration due after `after`
+    /// (default: now), with the configuration (for its time zone). Each run
+    /// carries its due instant and the instant it really starts (the end of
+    /// the exception window when it falls due inside it).
     pub async fn upcoming_runs(
         &self,
         client: &str,
         config_id: Uuid,
         after: Option<DateTime<Utc>>,
         count: usize,
-    ) -> Result<(JobScheduleConfig, Vec<UpcomingRun>), Error> {
+    ) -> Result<(JobScheduleConfig, Vec<ScheduledRun>), Error> {
         let config = self.get_config(client, config_id).await?;
         let after = after.unwrap_or_else(|| self.engine.clock().now());
-        let runs = calendar::next_runs(&config.draft, after, count);
+        let runs = calendar::next_runs(&config.draft, after, count)
+            .into_iter()
+            .map(|run: UpcomingRun| ScheduledRun {
+                business_date: run.business_date,
+                due: run.start,
+                start: calendar::effective_start(&config.draft, run.start),
+            })
+            .collect();
         Ok((config, runs))
     }
 
@@ -229,6 +258,9 @@ fn merge(mut current: ConfigInput, new: ConfigInput, mask: &[String]) -> ConfigI
     }
     if wants("automatic_runs_paused") {
         current.automatic_runs_paused = new.automatic_runs_paused;
+    }
+    if wants("rule_start_date") && !(mask.is_empty() && new.rule_start_date.is_empty()) {
+        current.rule_start_date = new.rule_start_date;
     }
     current
 }

@@ -4,7 +4,7 @@
 //! the execution, applies the domain transition, writes what changed with
 //! its events, and records the action.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::{BoxFuture, FutureExt};
 use uuid::Uuid;
@@ -13,9 +13,10 @@ use super::{load_config, UseCases};
 use crate::scheduling::domain::config::JobScheduleConfig;
 use crate::scheduling::domain::event::{ActionRecord, EventBody};
 use crate::scheduling::domain::execution::{
-    snapshot, ActionKind, Execution, ExecutionKey, JobState,
+    snapshot, ActionKind, Execution, ExecutionKey, ExecutionState, JobState,
 };
 use crate::scheduling::engine::transition::{self, target_of, Actor};
+use crate::scheduling::engine::window;
 use crate::scheduling::store::events;
 use crate::scheduling::store::executions;
 use crate::scheduling::Error;
@@ -29,6 +30,30 @@ pub struct ActionOutcome {
     pub action: ActionRecord,
     /// False when the action changed nothing.
     pub changed: bool,
+}
+
+/// Applies the exception window to an action that sets work going, in the
+/// action's transaction: records whether the operator overrides the window
+/// for this execution, and, while the window is open, holds the work
+/// (PAUSED_BY_WINDOW until it closes) or releases it (override). The note
+/// to add to the action's outcome (empty when the window is closed).
+pub(super) async fn apply_window(
+    conn: &mut AsyncPgConnection,
+    loaded: &Execution,
+    after: &mut ExecutionState,
+    now: DateTime<Utc>,
+    override_window: bool,
+) -> Result<String, Error> {
+    executions::set_window_override(conn, loaded.execution_id, override_window).await?;
+    let Some(end) = window::open_until(conn, &loaded.key, now).await? else {
+        return Ok(String::new());
+    };
+    after.hold_for_window(!override_window);
+    Ok(if override_window {
+        format!("; runs inside the exception window (open until {end}): override_exception_window")
+    } else {
+        format!("; held by the exception window until {end}, then runs by itself")
+    })
 }
 
 /// Creates the execution and its events in the caller's transaction.
@@ -193,12 +218,18 @@ impl UseCases {
     /// ProcessExecution: starts the execution, creating it first if needed.
     /// Idempotent: an execution already started is left as it is, and the
     /// answer says so.
+    ///
+    /// Inside the exception window the execution waits in PAUSED_BY_WINDOW
+    /// and starts by itself when the window closes, unless
+    /// `override_window`.
     pub async fn process_execution(
         &self,
         actor: &Actor,
         key: &ExecutionKey,
         manual_positions: &[u32],
+        override_window: bool,
     ) -> Result<ActionOutcome, Error> {
+        let now = self.engine.clock().now();
         let mut conn = self.conn().await?;
         let config = load_config(&mut conn, &key.client_id, key.config_id).await?;
         let jobs = snapshot(&config.draft.jobs, manual_positions)?;
@@ -218,7 +249,7 @@ impl UseCases {
                     after.designate_manual(&designated);
                 }
                 let started = after.start();
-                let outcome = match (started, created) {
+                let mut outcome = match (started, created) {
                     (true, true) => "created and started".to_string(),
                     (true, false) => "started".to_string(),
                     (false, _) => format!(
@@ -227,6 +258,10 @@ impl UseCases {
                         after.phase.as_str()
                     ),
                 };
+                outcome.push_str(
+                    &apply_window(conn, &loaded, &mut after, now, override_window).await?,
+                );
+                let started = started || after != loaded.state;
                 if started {
                     transition::save(conn, &loaded, &after).await?;
                 }
@@ -240,7 +275,13 @@ impl UseCases {
             // Two Process calls racing to create the same date: the loser
             // processes what the winner created.
             Err(e) if e.is_already_exists() => {
-                return Box::pin(self.process_execution(actor, key, manual_positions)).await
+                return Box::pin(self.process_execution(
+                    actor,
+                    key,
+                    manual_positions,
+                    override_window,
+                ))
+                .await
             }
             other => other?,
         };
@@ -249,23 +290,33 @@ impl UseCases {
     }
 
     /// TriggerJob: releases a manual job.
+    /// Inside the exception window the job waits for it to close, unless
+    /// `override_window`.
     pub async fn trigger_job(
         &self,
         actor: &Actor,
         key: &ExecutionKey,
         position: u32,
+        override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let actor = actor.clone();
+        let now = self.engine.clock().now();
         self.act(key, move |conn, loaded| {
             async move {
                 let mut after = loaded.state.clone();
                 let changed = after.trigger(position)?;
-                let outcome = if changed {
-                    transition::save(conn, &loaded, &after).await?;
+                let mut outcome = if changed {
                     "released".to_string()
                 } else {
                     "job is not awaiting a trigger; nothing done".to_string()
                 };
+                outcome.push_str(
+                    &apply_window(conn, &loaded, &mut after, now, override_window).await?,
+                );
+                let changed = after != loaded.state;
+                if changed {
+                    transition::save(conn, &loaded, &after).await?;
+                }
                 let action = transition::record(
                     conn,
                     &loaded,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::FutureExt;
 
-use super::execution_actions::ActionOutcome;
+use chrono::{DateTime, Utc};
+
+use super::execution_actions::{apply_window, ActionOutcome};
 use super::UseCases;
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::{ActionKind, Execution, ExecutionKey};
@@ -23,13 +25,16 @@ impl UseCases {
         actor: &Actor,
         key: &ExecutionKey,
         position: u32,
+        override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let actor = actor.clone();
         let batch_size = self.batch_size();
+        let window = (self.engine.clock().now(), override_window);
         self.act(key, move |conn, loaded| {
             async move {
                 let kind = ActionKind::RetryJob;
-                let action = retry(conn, &loaded, &actor, position, kind, batch_size).await?;
+                let action =
+                    retry(conn, &loaded, &actor, position, kind, batch_size, window).await?;
                 Ok((action, true))
             }
             .boxed()
@@ -42,9 +47,11 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
+        override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let actor = actor.clone();
         let batch_size = self.batch_size();
+        let window = (self.engine.clock().now(), override_window);
         self.act(key, move |conn, loaded| {
             async move {
                 let position = loaded.state.first_errored_job().ok_or_else(|| {
@@ -57,7 +64,8 @@ impl UseCases {
                     )
                 })?;
                 let kind = ActionKind::Reprocess;
-                let action = retry(conn, &loaded, &actor, position, kind, batch_size).await?;
+                let action =
+                    retry(conn, &loaded, &actor, position, kind, batch_size, window).await?;
                 Ok((action, true))
             }
             .boxed()
@@ -188,10 +196,11 @@ async fn retry(
     position: u32,
     kind: ActionKind,
     batch_size: i32,
+    (now, override_window): (DateTime<Utc>, bool),
 ) -> Result<ActionRecord, Error> {
     let run = loaded.job_run(position).cloned();
     let mut after = loaded.state.clone();
-    let outcome = match run {
+    let mut outcome = match run {
         Some(run) if run.plan_failed => {
             after.retry_plan(position)?;
             work::discard(conn, &[run.job_run_id]).await?;
@@ -211,6 +220,7 @@ async fn retry(
             return Err(Error::internal("job state without a job run"));
         }
     };
+    outcome.push_str(&apply_window(conn, loaded, &mut after, now, override_window).await?);
     transition::save(conn, loaded, &after).await?;
     transition::record(conn, loaded, actor, kind, position, outcome).await
 }

@@ -62,6 +62,9 @@ pub enum WatchMessage {
         /// Oldest retained sequence.
         oldest: i64,
     },
+    /// The service is shutting down: the last message of the session. The
+    /// watcher resumes on another process with the last sequence it got.
+    ShuttingDown,
 }
 
 impl WatchScope {
@@ -121,13 +124,34 @@ fn coalesce(rows: Vec<(EventRow, EventBody)>) -> Vec<(EventRow, EventBody)> {
         .collect()
 }
 
-/// Runs one watcher until it disconnects (`tx` closed) or `shutdown`.
+/// How long a watcher that does not read is waited for to take the
+/// shutdown message.
+const SHUTDOWN_NOTICE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one watcher until it disconnects (`tx` closed) or `shutdown`; a
+/// watcher still connected at shutdown gets [`WatchMessage::ShuttingDown`]
+/// last, so it can tell a shutdown from an end.
 pub async fn run(
     engine: Engine,
     hub: EventHub,
     scope: WatchScope,
     tx: mpsc::Sender<WatchMessage>,
     shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let result = follow(engine, hub, scope, &tx, &shutdown).await;
+    if shutdown.is_cancelled() && !tx.is_closed() {
+        let notice = tx.send(WatchMessage::ShuttingDown);
+        let _ = tokio::time::timeout(SHUTDOWN_NOTICE_WAIT, notice).await;
+    }
+    result
+}
+
+async fn follow(
+    engine: Engine,
+    hub: EventHub,
+    scope: WatchScope,
+    tx: &mpsc::Sender<WatchMessage>,
+    shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let mut live = hub.subscribe(&scope.client_id);
     let mut position = scope.after_sequence;
@@ -166,7 +190,7 @@ pub async fn run(
     }
     // Catch up from the table, then follow the live rows; fall back to the
     // table whenever the live rows skip (this watcher fell behind).
-    if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+    if !drain(&engine, &scope, &mut position, tx, shutdown).await? {
         return Ok(());
     }
     loop {
@@ -181,20 +205,20 @@ pub async fn run(
                 position = row.sequence;
                 if scope.includes(&row) {
                     if let Ok(body) = serde_json::from_value::<EventBody>(row.body.clone()) {
-                        if !send(&tx, &shutdown, message(&row, body)).await {
+                        if !send(tx, shutdown, message(&row, body)).await {
                             return Ok(());
                         }
                     }
                 }
             }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+                if !drain(&engine, &scope, &mut position, tx, shutdown).await? {
                     return Ok(());
                 }
             }
             Err(broadcast::error::RecvError::Closed) => {
                 live = hub.subscribe(&scope.client_id);
-                if !drain(&engine, &scope, &mut position, &tx, &shutdown).await? {
+                if !drain(&engine, &scope, &mut position, tx, shutdown).await? {
                     return Ok(());
                 }
             }
