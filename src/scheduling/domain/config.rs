@@ -645,9 +645,7 @@ mod tests {
             "FREQ=DAILY;COUNT=0",
             "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
             "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",
-            "FREQ=DAILY;COUNT=5",
             "FREQ=DAILY;UNTIL=20100101T000000Z",
-            "FREQ=YEARLY;INTERVAL=50",
         ] {
             scheduled.recurrence_rule = bad.into();
             assert_eq!(
@@ -656,10 +654,14 @@ mod tests {
                 "{bad}"
             );
         }
+        // Rules count from the configuration's start date (today when none
+        // is given), so COUNT and INTERVAL start now.
         for good in [
             "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
             "FREQ=YEARLY;INTERVAL=4",
             "FREQ=DAILY;UNTIL=20300101T000000Z",
+            "FREQ=DAILY;COUNT=5",
+            "FREQ=YEARLY;INTERVAL=50",
         ] {
             scheduled.recurrence_rule = good.into();
             assert!(
@@ -667,6 +669,10 @@ mod tests {
                 "{good}"
             );
         }
+        // Counted from a start date long past, five dates are used up.
+        scheduled.recurrence_rule = "FREQ=DAILY;COUNT=5".into();
+        scheduled.rule_start_date = "2020-01-01".into();
+        assert_eq!(violations(scheduled), ["config.recurrence_rule"]);
     }
 
     #[test]
