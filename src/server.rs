@@ -138,6 +138,11 @@ pub async fn start_with_clock(
         settings.event_retention_hours,
         shutdown.clone(),
     )));
+    workers.push(tokio::spawn(
+        engine
+            .clone()
+            .run_retention(settings.retention(), shutdown.clone()),
+    ));
     if engine.settings().scheduler {
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }

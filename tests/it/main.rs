@@ -9,6 +9,7 @@ mod daily_sequence;
 mod executions;
 mod ledger_jobs;
 mod processes;
+mod retention;
 mod scheduling;
 mod support;
 mod test_jobs;

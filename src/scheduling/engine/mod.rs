@@ -4,6 +4,7 @@
 //! written ([`transition`]). The use cases drive it; it never calls them.
 
 mod planner;
+pub mod retention;
 pub mod scheduler;
 pub mod transition;
 mod worker;
