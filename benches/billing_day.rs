@@ -14,7 +14,8 @@
 //! [2027-02-28: anniversary days 28 to 31 are due, about 4/31 of the
 //! accounts]; ALLEGRO_BENCH_WORKERS [4]; ALLEGRO_BENCH_BATCH_SIZE [1000];
 //! ALLEGRO_BILLING_DAY_CEILING_BATCH, accounts per ceiling statement
-//! [10000].
+//! [10000]. The ceiling's batches run over as many connections as the
+//! service has workers.
 
 #[path = "billing_day/ceiling.rs"]
 mod ceiling;
@@ -67,12 +68,24 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Connects, retrying for a while: other work on a shared PostgreSQL may
+/// hold every connection for a moment.
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(conn);
-    client
+    let mut attempts = 0;
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                return client;
+            }
+            Err(e) if attempts < 60 => {
+                attempts += 1;
+                eprintln!("connect to {url}: {e:?}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("connect to {url}: {e:?}"),
+        }
+    }
 }
 
 fn url_for(admin: &str, database: &str) -> String {
@@ -287,8 +300,15 @@ async fn main() {
     );
 
     // The ceiling.
-    let ceiling_db = connect(&ceiling_url).await;
-    let ceilings = ceiling::run(&ceiling_db, CLIENT, date, accounts, ceiling_batch).await;
+    let mut ceiling_dbs = Vec::new();
+    for _ in 0..workers.max(1) {
+        ceiling_dbs.push(connect(&ceiling_url).await);
+    }
+    let ceilings = ceiling::run(&ceiling_dbs, CLIENT, date, accounts, ceiling_batch).await;
+    println!(
+        "ceiling: batches of {ceiling_batch} accounts over {} connections",
+        ceiling_dbs.len()
+    );
 
     // The service: server, stand-in core, one execution of the schedule.
     reset_peak_rss();
@@ -390,7 +410,7 @@ async fn main() {
 
     // The same ledger changes both ways?
     let service_summary = ceiling::ledger_summary(&connect(&url).await).await;
-    let ceiling_summary = ceiling::ledger_summary(&ceiling_db).await;
+    let ceiling_summary = ceiling::ledger_summary(&ceiling_dbs[0]).await;
     if service_summary == ceiling_summary {
         println!("the ceiling's ledger changes equal the service's:");
         for line in &service_summary {

@@ -35,9 +35,11 @@ pub struct CeilingRun {
     pub elapsed: Duration,
 }
 
-/// Runs every job's ceiling statement over batches of `batch` accounts.
+/// Runs every job's ceiling statement over batches of `batch` accounts,
+/// the batches shared out over `dbs` (one connection each, as the service's
+/// workers have), one job after the other.
 pub async fn run(
-    db: &tokio_postgres::Client,
+    dbs: &[tokio_postgres::Client],
     client: &str,
     date: NaiveDate,
     accounts: usize,
@@ -46,31 +48,41 @@ pub async fn run(
     let due = anniversary_days_due_on(date);
     let days: Vec<i16> = due.iter().map(|d| d.day() as i16).collect();
     let next_ends: Vec<NaiveDate> = due.iter().map(|d| d.period_starting(date).end).collect();
+    let ranges: Vec<(String, String)> = (1..=accounts)
+        .step_by(batch.max(1))
+        .map(|first| {
+            let last = (first + batch).min(accounts + 1);
+            (format!("A{first:07}"), format!("A{last:07}"))
+        })
+        .collect();
     let mut runs = Vec::new();
     for (job, sql) in statements() {
-        let statement = db.prepare(&sql).await.expect("ceiling statement prepares");
         let started = Instant::now();
-        let (mut items, mut rows) = (0i64, 0i64);
-        let mut first = 1;
-        while first <= accounts {
-            let last = (first + batch).min(accounts + 1);
-            let (from, to) = (format!("A{first:07}"), format!("A{last:07}"));
-            let row = if job == "BILLING" {
-                db.query_one(&statement, &[&client, &date, &from, &to, &days, &next_ends])
-                    .await
-            } else {
-                db.query_one(&statement, &[&client, &date, &from, &to])
-                    .await
+        let lanes = dbs.iter().enumerate().map(|(lane, db)| {
+            let (job, sql, ranges) = (&job, &sql, &ranges);
+            let (days, next_ends) = (&days, &next_ends);
+            async move {
+                let statement = db.prepare(sql).await.expect("ceiling statement prepares");
+                let (mut items, mut rows) = (0i64, 0i64);
+                for (from, to) in ranges.iter().skip(lane).step_by(dbs.len()) {
+                    let row = if job == "BILLING" {
+                        db.query_one(&statement, &[&client, &date, from, to, days, next_ends])
+                            .await
+                    } else {
+                        db.query_one(&statement, &[&client, &date, from, to]).await
+                    }
+                    .unwrap_or_else(|e| panic!("ceiling of {job}: {e}"));
+                    items += row.get::<_, i64>(0);
+                    rows += row.get::<_, i64>(1);
+                }
+                (items, rows)
             }
-            .unwrap_or_else(|e| panic!("ceiling of {job}: {e}"));
-            items += row.get::<_, i64>(0);
-            rows += row.get::<_, i64>(1);
-            first = last;
-        }
+        });
+        let totals = futures_util::future::join_all(lanes).await;
         runs.push(CeilingRun {
             job,
-            items,
-            rows,
+            items: totals.iter().map(|t| t.0).sum(),
+            rows: totals.iter().map(|t| t.1).sum(),
             elapsed: started.elapsed(),
         });
     }
