@@ -5,7 +5,9 @@
 //! `cargo bench --bench engine` (env: ALLEGRO_BENCH_DATABASE_URL, an admin
 //! URL, default postgres://postgres@127.0.0.1:5432/postgres;
 //! ALLEGRO_BENCH_ITEMS, default 1000000; ALLEGRO_BENCH_ERRORED, default
-//! 100000; ALLEGRO_BENCH_WORKERS, default 4).
+//! 100000; ALLEGRO_BENCH_WORKERS, default 4; ALLEGRO_BENCH_REPLICAS, service
+//! instances on the one database, default 1; ALLEGRO_BENCH_DB_NAME, the
+//! database it recreates, default allegro_bench).
 
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -130,20 +132,21 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 async fn fresh_db(admin: &str) -> String {
+    let name = std::env::var("ALLEGRO_BENCH_DB_NAME").unwrap_or_else(|_| "allegro_bench".into());
     let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
     client
-        .batch_execute("DROP DATABASE IF EXISTS allegro_bench WITH (FORCE)")
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .unwrap();
     client
-        .batch_execute("CREATE DATABASE allegro_bench")
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/allegro_bench")
+    format!("{base}/{name}")
 }
 
 struct Bench {
@@ -229,27 +232,42 @@ async fn main() {
     let url = fresh_db(&admin).await;
     let billing_accounts = env_usize("ALLEGRO_BENCH_BILLING_ACCOUNTS", 100_000);
     // The catalogue jobs (BILLING is measured below) plus the no-op jobs.
-    let core =
-        allegro_scheduler::billing::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9").unwrap();
-    let mut registry = allegro_scheduler::billing::catalogue_registry(core);
-    registry.register(Arc::new(NoopJob {
-        name: "NOOP",
-        items,
-        fail: false,
-    }));
-    registry.register(Arc::new(NoopJob {
-        name: "NOOP_ERRORS",
-        items: errored,
-        fail: true,
-    }));
+    let registry = || {
+        let core =
+            allegro_scheduler::billing::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9")
+                .unwrap();
+        let mut registry = allegro_scheduler::billing::catalogue_registry(core);
+        registry.register(Arc::new(NoopJob {
+            name: "NOOP",
+            items,
+            fail: false,
+        }));
+        registry.register(Arc::new(NoopJob {
+            name: "NOOP_ERRORS",
+            items: errored,
+            fail: true,
+        }));
+        registry
+    };
     let mut settings = ServeSettings::for_database(&url);
     settings.workers = env_usize("ALLEGRO_BENCH_WORKERS", 4);
     settings.db_pool_size = settings.workers + 4;
     settings.poll_ms = 10;
     let shutdown = CancellationToken::new();
-    let running = server::start(&settings, registry, shutdown.clone())
+    let running = server::start(&settings, registry(), shutdown.clone())
         .await
         .unwrap();
+    // More replicas of the service on the same database, each with its own
+    // pool and workers (ALLEGRO_BENCH_REPLICAS, default 1).
+    let replicas = env_usize("ALLEGRO_BENCH_REPLICAS", 1).max(1);
+    let mut others = Vec::new();
+    for _ in 1..replicas {
+        others.push(
+            server::start(&settings, registry(), shutdown.clone())
+                .await
+                .unwrap(),
+        );
+    }
     let channel = Channel::from_shared(format!("http://{}", running.addr))
         .unwrap()
         .connect()
@@ -261,8 +279,9 @@ async fn main() {
         executions: ExecutionServiceClient::new(channel.clone()),
     };
     println!(
-        "engine benchmark: {items} no-op items, batch size {}, {} workers, local PostgreSQL",
-        settings.batch_size, settings.workers
+        "engine benchmark: {items} no-op items, batch size {}, {} replicas of {} workers, \
+         local PostgreSQL",
+        settings.batch_size, replicas, settings.workers
     );
 
     let noop = bench.config("noop", "NOOP").await;
@@ -379,4 +398,7 @@ async fn main() {
         btotal as f64 / bprocess.as_secs_f64()
     );
     running.shutdown().await.unwrap();
+    for other in others {
+        other.wait().await.unwrap();
+    }
 }

@@ -173,6 +173,11 @@ pub async fn start_on(
         settings.event_retention_hours,
         shutdown.clone(),
     )));
+    workers.push(tokio::spawn(
+        engine
+            .clone()
+            .run_retention(settings.retention(), shutdown.clone()),
+    ));
     if engine.settings().scheduler {
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::scheduling::api::auth::Limits;
+use crate::scheduling::engine::retention::RetentionSettings;
 use crate::scheduling::engine::EngineSettings;
 
 /// Settings of `allegro-scheduler serve`. Every flag has an environment
@@ -90,6 +91,17 @@ pub struct ServeSettings {
     /// Hours status events are kept for watchers to resume from.
     #[arg(long, env = "ALLEGRO_EVENT_RETENTION_HOURS", default_value_t = 24)]
     pub event_retention_hours: u64,
+    /// Days an execution is kept after its business date (clients may have
+    /// their own in `client_retention`); older ones are removed with
+    /// everything under them.
+    #[arg(long, env = "ALLEGRO_RETENTION_DAYS", default_value_t = 400)]
+    pub retention_days: u32,
+    /// Seconds between retention passes.
+    #[arg(long, env = "ALLEGRO_RETENTION_INTERVAL_SECS", default_value_t = 600)]
+    pub retention_interval_secs: u64,
+    /// Rows one retention statement deletes at most.
+    #[arg(long, env = "ALLEGRO_RETENTION_CHUNK_ROWS", default_value_t = 5000)]
+    pub retention_chunk_rows: u32,
     /// TLS: the server's certificate chain (PEM). With `--tls-key`.
     #[arg(long, env = "ALLEGRO_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -133,6 +145,9 @@ impl ServeSettings {
             scheduler_tick_ms: 1000,
             catch_up_hours: 24,
             event_retention_hours: 24,
+            retention_days: 400,
+            retention_interval_secs: 600,
+            retention_chunk_rows: 5000,
             core_aria_url: None,
             standin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             standin_control: false,
@@ -161,6 +176,15 @@ impl ServeSettings {
             max_size: self.db_pool_size,
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms.max(1)),
             wait_timeout: Duration::from_millis(self.db_pool_wait_ms.max(1)),
+        }
+    }
+
+    /// How retention of executions runs.
+    pub fn retention(&self) -> RetentionSettings {
+        RetentionSettings {
+            default_days: self.retention_days.max(1),
+            interval: Duration::from_secs(self.retention_interval_secs.max(1)),
+            chunk_rows: self.retention_chunk_rows.max(10),
         }
     }
 

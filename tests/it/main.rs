@@ -16,6 +16,7 @@ mod hardening;
 mod ledger_jobs;
 mod processes;
 mod recovery;
+mod retention;
 mod scheduling;
 mod support;
 mod test_jobs;

@@ -5,6 +5,7 @@
 
 pub mod liveness;
 mod planner;
+pub mod retention;
 pub mod scheduler;
 pub mod transition;
 pub mod window;

@@ -8,6 +8,7 @@ pub mod drill_down;
 pub mod events;
 pub mod executions;
 pub mod planning;
+pub mod retention;
 pub mod schema;
 pub mod work;
 
