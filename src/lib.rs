@@ -17,10 +17,13 @@
 //!
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
-//! [`server`] (assembles both wings into one process), [`tls`].
+//! [`server`] (assembles both wings into one process), [`tls`]; [`console`]
+//! is the operator console, a web front end on the same use cases as the
+//! gRPC API.
 
 pub mod billing;
 pub mod clock;
+pub mod console;
 pub mod db;
 pub mod embedded_pg;
 pub mod proto;

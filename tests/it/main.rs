@@ -3,7 +3,9 @@
 //! socket.
 
 mod access;
+mod browser;
 mod configs;
+mod console;
 mod core_standin;
 mod daily_sequence;
 mod executions;
