@@ -161,11 +161,22 @@ impl Browser {
         }
     }
 
-    /// Types into the field of a CSS selector, replacing its text.
+    /// Types into the field of a CSS selector, replacing its text (found
+    /// again on each try, as [`Browser::click`]).
     pub async fn type_into(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.expect(css);
-        field.clear().await.expect("clear");
-        field.send_keys(text).await.expect("type");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(field) = self.client.find(Locator::Css(css)).await {
+                if field.clear().await.is_ok() && field.send_keys(text).await.is_ok() {
+                    let typed = field.prop("value").await.ok().flatten();
+                    if typed.as_deref() == Some(text) {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "could not type into {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Saves a screenshot `name.png` under [`screenshot_dir`].

@@ -133,6 +133,10 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         .await;
     browser.type_into("#name", "month-end").await;
     browser.shot("02-configuration-drawer").await;
+    browser
+        .js("document.querySelector('.drawer-body').scrollTop = 10000")
+        .await;
+    browser.shot("02-configuration-drawer-jobs").await;
     browser.click("#save-config").await;
     browser
         .until(
