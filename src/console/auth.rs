@@ -165,7 +165,10 @@ impl FromRequestParts<Console> for Signed {
 }
 
 fn signed_out(parts: &Parts) -> Response {
-    if parts.method == axum::http::Method::GET && !parts.headers.contains_key("x-console-fetch") {
+    let page = parts.method == axum::http::Method::GET
+        && !parts.headers.contains_key("x-console-fetch")
+        && !parts.uri.path().starts_with("/live");
+    if page {
         Redirect::to("/signin").into_response()
     } else {
         (StatusCode::UNAUTHORIZED, "signed out: sign in again").into_response()
