@@ -37,4 +37,25 @@ if [ -z "${ALLEGRO_TEST_DATABASE_URL:-}" ]; then
     fi
 fi
 echo "tests use PostgreSQL at $ALLEGRO_TEST_DATABASE_URL"
+
+# The console's browser tests drive headless Chromium through chromedriver:
+# install them when missing, and run one chromedriver for the whole run.
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium and chromium-driver with apt" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if [ -z "${ALLEGRO_WEBDRIVER_URL:-}" ]; then
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    chromedriver --port="$port" >/dev/null 2>&1 &
+    driver=$!
+    trap 'kill "$driver" 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    export ALLEGRO_WEBDRIVER_URL="http://127.0.0.1:$port"
+fi
 cargo test --locked --all-targets "$@"

@@ -18,11 +18,13 @@
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
 //! [`server`] (assembles both wings into one process, with the
-//! [`catch_panic`] safety net), [`tls`].
+//! [`catch_panic`] safety net), [`tls`]; [`console`] is the operator
+//! console, a web front end on the same use cases as the gRPC API.
 
 pub mod billing;
 pub mod catch_panic;
 pub mod clock;
+pub mod console;
 pub mod db;
 pub mod embedded_pg;
 pub mod proto;

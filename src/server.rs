@@ -1,8 +1,8 @@
 //! Assembles and runs the gRPC server: the scheduling services, key
 //! management, health, reflection (v1 and v1alpha), the authentication layer,
-//! TLS, the engine's workers, its liveness lock and reaper, and graceful
-//! shutdown in order (claims stop, batches in flight settle, status streams
-//! end with UNAVAILABLE).
+//! TLS, the engine's workers, its liveness lock and reaper, the operator
+//! console, and graceful shutdown in order (claims stop, batches in flight
+//! settle, status streams end with UNAVAILABLE).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
+use crate::console::Console;
 use crate::db::{Db, DbError};
 use crate::proto::v1::access_service_server::AccessServiceServer;
 use crate::proto::v1::execution_service_server::ExecutionServiceServer;
@@ -69,6 +70,8 @@ pub enum ServerError {
 pub struct RunningServer {
     /// The address it listens on (the real port when started on port 0).
     pub addr: SocketAddr,
+    /// The operator console's address, when it is served.
+    pub console_addr: Option<SocketAddr>,
     /// The engine behind it.
     pub engine: Engine,
     shutdown: CancellationToken,
@@ -136,6 +139,18 @@ pub async fn start_on(
 
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
+    let console_listener = if settings.console {
+        if !settings.console_listen.ip().is_loopback() && !settings.insecure_plaintext {
+            return Err(crate::tls::TlsError::PlaintextRefused(settings.console_listen).into());
+        }
+        Some(TcpListener::bind(settings.console_listen).await?)
+    } else {
+        None
+    };
+    let console_addr = console_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -209,7 +224,18 @@ pub async fn start_on(
             usecases.clone(),
             tokens,
         )))
-        .add_service(AccessServiceServer::new(AccessApi::new(usecases)));
+        .add_service(AccessServiceServer::new(AccessApi::new(usecases.clone())));
+
+    if let Some(listener) = console_listener {
+        let console = Console::new(usecases, KeyDirectory::new(engine.db().clone()));
+        let token = shutdown.clone();
+        workers.push(tokio::spawn(async move {
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving the operator console");
+            if let Err(e) = crate::console::serve(listener, console, token).await {
+                tracing::error!(error = %e, "the operator console stopped");
+            }
+        }));
+    }
 
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -252,6 +278,7 @@ pub async fn start_on(
 
     Ok(RunningServer {
         addr,
+        console_addr,
         engine,
         shutdown,
         task,

@@ -123,6 +123,13 @@ pub struct ServeSettings {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "ALLEGRO_MAX_STREAMS_PER_KEY", default_value_t = 16)]
     pub max_streams_per_key: usize,
+    /// Serve the operator console (a web page signed in with an API key).
+    #[arg(long, env = "ALLEGRO_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
+    /// Address the operator console listens on (plain HTTP: loopback
+    /// unless `--insecure-plaintext`; port 0 picks a free port).
+    #[arg(long, env = "ALLEGRO_CONSOLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub console_listen: SocketAddr,
 }
 
 impl ServeSettings {
@@ -159,6 +166,8 @@ impl ServeSettings {
             insecure_plaintext: false,
             max_requests_per_key: 64,
             max_streams_per_key: 16,
+            console: true,
+            console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod access;
+mod browser;
 mod configs;
+mod console;
 mod core_standin;
 mod daily_sequence;
 mod executions;

@@ -290,7 +290,7 @@ pub struct TestServer {
     /// The database was made for this server alone ([`TestServer::start`]):
     /// stopping drops it. Servers started on a given URL leave it for the
     /// next server of the test (restarts, several processes).
-    owns_database: bool,
+    pub owns_database: bool,
 }
 
 /// The catalogue jobs, syncing with core Aria at the default endpoint

@@ -26,7 +26,9 @@ use tonic::body::Body;
 use tonic::Status;
 
 use crate::scheduling::domain::access::{self, Caller, Role};
-use crate::scheduling::usecases::access::{ApiKey as ApiKeyRow, KeyDirectory};
+use crate::scheduling::usecases::access::{
+    authenticate, ApiKey as ApiKeyRow, KeyDirectory, KeyRefused,
+};
 
 /// How long a looked-up key is trusted before it is read again.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -260,31 +262,13 @@ impl Shared {
     ) -> Result<(Caller, OwnedSemaphorePermit), Status> {
         let presented = presented_key(headers)?;
         let row = self.lookup(&presented.key_id).await?;
-        let row = row
-            .filter(|row| access::verify(&presented, &row.secret_hash))
-            .ok_or_else(|| Status::unauthenticated("authorization: unknown API key"))?;
-        let now = Utc::now();
-        if row.revoke_time.is_some() {
-            return Err(Status::unauthenticated(
-                "authorization: the API key was revoked",
-            ));
-        }
-        if !row.is_live(now) {
-            return Err(Status::unauthenticated(
-                "authorization: the API key expired",
-            ));
-        }
-        let role = row.role().ok_or_else(|| {
-            tracing::error!(key_id = %row.key_id, role = %row.role, "stored key has an unknown role");
-            Status::internal("internal error")
-        })?;
-        let caller = Caller {
-            key_id: row.key_id.clone(),
-            name: row.name.clone(),
-            role,
-            scope: row.scope(),
-            on_behalf_of: on_behalf_of(headers)?,
-        };
+        let mut caller = authenticate(&presented, row.as_deref(), Utc::now()).map_err(
+            |refused| match refused {
+                KeyRefused::UnknownRole => Status::internal("internal error"),
+                refused => Status::unauthenticated(format!("authorization: {refused}")),
+            },
+        )?;
+        caller.on_behalf_of = on_behalf_of(headers)?;
         let needed = required_role(path).ok_or_else(|| {
             Status::unimplemented(format!("{path} is not a method of this server"))
         })?;

@@ -179,3 +179,50 @@ impl KeyDirectory {
         api_keys::touch(&mut conn, key_id, now).await.map(|_| ())
     }
 }
+
+/// Why a presented key does not authenticate anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefused {
+    /// No record of that id, or the secret does not match it.
+    #[error("unknown API key")]
+    Unknown,
+    /// The key was revoked.
+    #[error("the API key was revoked")]
+    Revoked,
+    /// The key expired.
+    #[error("the API key expired")]
+    Expired,
+    /// The stored role is not one this build knows (a bug).
+    #[error("the API key's stored role is unknown")]
+    UnknownRole,
+}
+
+/// The caller a presented key stands for, given its stored record (as
+/// looked up by id) at `now`. Every front end that accepts API keys (the
+/// gRPC authentication layer, the console's sign-in) decides here.
+pub fn authenticate(
+    presented: &access::PresentedKey,
+    row: Option<&ApiKey>,
+    now: DateTime<Utc>,
+) -> Result<Caller, KeyRefused> {
+    let row = row
+        .filter(|row| access::verify(presented, &row.secret_hash))
+        .ok_or(KeyRefused::Unknown)?;
+    if row.revoke_time.is_some() {
+        return Err(KeyRefused::Revoked);
+    }
+    if !row.is_live(now) {
+        return Err(KeyRefused::Expired);
+    }
+    let role = row.role().ok_or_else(|| {
+        tracing::error!(key_id = %row.key_id, role = %row.role, "stored key has an unknown role");
+        KeyRefused::UnknownRole
+    })?;
+    Ok(Caller {
+        key_id: row.key_id.clone(),
+        name: row.name.clone(),
+        role,
+        scope: row.scope(),
+        on_behalf_of: None,
+    })
+}

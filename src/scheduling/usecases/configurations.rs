@@ -222,6 +222,22 @@ impl UseCases {
         Ok((config, runs))
     }
 
+    /// The next `count` automatic runs a draft would have, before it is
+    /// saved (a front end previews them as the operator types). The draft
+    /// is validated as a create would validate it.
+    pub fn preview_runs(
+        &self,
+        input: ConfigInput,
+        count: usize,
+    ) -> Result<Vec<UpcomingRun>, Error> {
+        let draft = self.validate(input)?;
+        Ok(calendar::next_runs(
+            &draft,
+            self.engine.clock().now(),
+            count,
+        ))
+    }
+
     fn validate(&self, input: ConfigInput) -> Result<ConfigDraft, Error> {
         let known = self.engine.registry().names();
         let today = self.engine.clock().now().date_naive();
