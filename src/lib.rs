@@ -18,13 +18,15 @@
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
 //! [`server`] (assembles both wings into one process, with the
-//! [`catch_panic`] safety net), [`tls`].
+//! [`catch_panic`] safety net), [`tls`], [`observability`] (metrics, logs,
+//! traces).
 
 pub mod billing;
 pub mod catch_panic;
 pub mod clock;
 pub mod db;
 pub mod embedded_pg;
+pub mod observability;
 pub mod proto;
 pub mod scheduling;
 pub mod server;

@@ -60,6 +60,8 @@ pub enum ServerError {
 pub struct RunningServer {
     /// The address it listens on (the real port when started on port 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (the real port when started on port 0).
+    pub metrics_addr: SocketAddr,
     /// The engine behind it.
     pub engine: Engine,
     shutdown: CancellationToken,
@@ -147,12 +149,16 @@ pub async fn start_with_clock(
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }
 
+    let (metrics_layer, metrics_addr) =
+        crate::observability::start(settings.metrics_listen, &engine, shutdown.clone()).await?;
+
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(metrics_layer)
         .layer(crate::catch_panic::layer())
         .layer(crate::scheduling::api::codec::decode_failures_layer())
         // Every call but health and reflection is authenticated here.
@@ -200,6 +206,7 @@ pub async fn start_with_clock(
 
     Ok(RunningServer {
         addr,
+        metrics_addr,
         engine,
         shutdown,
         task,

@@ -111,6 +111,14 @@ pub struct ServeSettings {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "ALLEGRO_MAX_STREAMS_PER_KEY", default_value_t = 16)]
     pub max_streams_per_key: usize,
+    /// Where `/metrics` (Prometheus) is served, on a listener of its own
+    /// (port 0 picks a free port).
+    #[arg(long, env = "ALLEGRO_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    /// Label work item metrics by client too (one series per client: keep
+    /// off with many clients).
+    #[arg(long, env = "ALLEGRO_METRICS_BY_CLIENT", default_value_t = false)]
+    pub metrics_by_client: bool,
 }
 
 impl ServeSettings {
@@ -144,6 +152,8 @@ impl ServeSettings {
             insecure_plaintext: false,
             max_requests_per_key: 64,
             max_streams_per_key: 16,
+            metrics_listen: "127.0.0.1:0".parse().expect("valid address"),
+            metrics_by_client: false,
         }
     }
 
@@ -174,6 +184,7 @@ impl ServeSettings {
             scheduler: self.scheduler,
             scheduler_tick: Duration::from_millis(self.scheduler_tick_ms.max(10)),
             catch_up: Duration::from_secs(self.catch_up_hours * 3600),
+            metrics_by_client: self.metrics_by_client,
         }
     }
 }

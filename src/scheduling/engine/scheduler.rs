@@ -117,6 +117,7 @@ impl Engine {
                 None => {}
             }
         }
+        self.metrics().runs_held(report.held as u64);
         if !report.started.is_empty() || report.resumed > 0 {
             self.wake();
         }
@@ -201,6 +202,11 @@ impl Engine {
             .await?;
         if created {
             tracing::info!(config = %config.config_id, %date, missed, "automatic run");
+            let lag = (self.clock().now() - due).to_std().unwrap_or_default();
+            match missed {
+                true => self.metrics().run_missed(),
+                false => self.metrics().run_started(lag),
+            }
         }
         Ok(created)
     }

@@ -2,6 +2,7 @@
 //! process it and settle it; advance executions whose job just settled.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use diesel_async::AsyncConnection;
 use futures_util::FutureExt;
@@ -58,7 +59,12 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         plan(engine, claim).await?;
         return Ok(true);
     }
-    if let Some(batch) = work::claim_batch(&mut conn, engine.worker_id(), lease).await? {
+    let claiming = Instant::now();
+    let claimed = work::claim_batch(&mut conn, engine.worker_id(), lease).await?;
+    engine
+        .metrics()
+        .claim(claiming.elapsed(), claimed.is_some());
+    if let Some(batch) = claimed {
         drop(conn);
         process(engine, batch).await?;
         return Ok(true);
@@ -99,6 +105,7 @@ async fn identity(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunIdent
 }
 
 async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
+    let started = Instant::now();
     let Some(run) = identity(engine, batch.job_run_id).await? else {
         return Ok(());
     };
@@ -136,6 +143,9 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             tracing::warn!(batch = batch.batch_id, attempt = batch.attempts, error = %e, "batch failed; will retry");
             let mut conn = engine.db().conn().await?;
             work::release_batch(&mut conn, batch.batch_id, engine.worker_id(), backoff).await?;
+            engine
+                .metrics()
+                .batch_ended(&run.job_type, "retried", started.elapsed());
             return Ok(());
         }
         Err(e) => {
@@ -155,6 +165,7 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             }
         }
     }
+    let errored = errors.seqs.len() as u64;
     let owner = engine.worker_id();
     let target = run.target.clone();
     let position = run.position;
@@ -182,6 +193,17 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             Ok(Some(counts))
         })
         .await?;
+    let metrics = engine.metrics();
+    if settled.is_some() {
+        metrics.items_settled(
+            &run.job_type,
+            &run.target.client_id,
+            processed as u64,
+            errored,
+        );
+    }
+    let outcome = if settled.is_some() { "settled" } else { "lost" };
+    metrics.batch_ended(&run.job_type, outcome, started.elapsed());
     match settled {
         Some(counts) if counts.processed + counts.errored >= counts.total => {
             drop(conn);
