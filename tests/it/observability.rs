@@ -174,6 +174,138 @@ async fn an_unknown_path_is_served_as_not_found() {
     fx.server.stop().await;
 }
 
-/// Bounded waits in the Prometheus test.
-#[allow(dead_code)]
-const PROMETHEUS_WAIT: Duration = Duration::from_secs(60);
+/// A tool from the Debian package `prometheus` (scripts/test.sh installs
+/// it); `None`, said loudly, when it is not installed.
+fn prometheus_tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        eprintln!(
+            "SKIPPED: `{name}` is not installed (Debian package `prometheus`; \
+             scripts/test.sh installs it)"
+        );
+    }
+    found
+}
+
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+#[test]
+fn the_sample_scrape_config_and_alert_rules_pass_promtool() {
+    let Some(promtool) = prometheus_tool("promtool") else {
+        return;
+    };
+    let dir = deploy_dir();
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A free port on loopback (Prometheus cannot listen on port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_processed_counter() {
+    let Some(prometheus) = prometheus_tool("prometheus") else {
+        return;
+    };
+    let fx = setup(&[("ITEMS_120", false)]).await;
+    fx.process(DATE, vec![]).await;
+    let e = fx.wait_for(DATE, finished).await;
+    assert_eq!(counts(&e, 1).2, 120);
+
+    // The sample configuration, pointed at this server, scraping every
+    // second.
+    let work = std::env::temp_dir().join(format!("allegro-prometheus-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&work).unwrap();
+    let config = std::fs::read_to_string(deploy_dir().join("prometheus.yml"))
+        .unwrap()
+        .replace("127.0.0.1:9464", &fx.server.server.metrics_addr.to_string())
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    assert!(config.contains(&fx.server.server.metrics_addr.to_string()));
+    std::fs::write(work.join("prometheus.yml"), config).unwrap();
+    std::fs::copy(deploy_dir().join("alerts.yml"), work.join("alerts.yml")).unwrap();
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = tokio::process::Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            work.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            work.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        if let Some(value) = query_processed(web).await {
+            if value == 120.0 {
+                break true;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    child.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        found,
+        "Prometheus never reported 120 processed ITEMS_120 items"
+    );
+    fx.server.stop().await;
+}
+
+/// The processed counter of ITEMS_120 as Prometheus's query API answers it
+/// (`None` until Prometheus is up and has scraped).
+async fn query_processed(web: SocketAddr) -> Option<f64> {
+    if tokio::net::TcpStream::connect(web).await.is_err() {
+        return None;
+    }
+    let (status, body) = http_get(
+        web,
+        "/api/v1/query?query=allegro_work_items_processed_total",
+    )
+    .await;
+    if status != 200 {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+    answer["data"]["result"]
+        .as_array()?
+        .iter()
+        .find(|series| series["metric"]["job_type"] == "ITEMS_120")
+        .and_then(|series| series["value"][1].as_str()?.parse().ok())
+}
