@@ -133,6 +133,9 @@ pub async fn start_with_clock(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.Status and the error details our refusals carry, so
+            // grpcurl decodes them.
+            .register_encoded_file_descriptor_set(crate::proto::GOOGLE_RPC_FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;

@@ -6,6 +6,7 @@ mod access;
 mod configs;
 mod core_standin;
 mod daily_sequence;
+mod error_details;
 mod executions;
 mod fuzz;
 mod hardening;
