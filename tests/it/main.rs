@@ -12,6 +12,7 @@ mod fuzz;
 mod hardening;
 mod ledger_jobs;
 mod observability;
+mod operator;
 mod processes;
 mod scheduling;
 mod support;

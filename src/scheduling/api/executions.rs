@@ -96,7 +96,7 @@ impl ExecutionService for ExecutionApi {
             after_sequence: i64::try_from(r.after_sequence)
                 .map_err(|_| Error::invalid("after_sequence", "too large"))?,
         };
-        let rx = self.usecases.watch_executions(scope)?;
+        let rx = self.usecases.watch_executions(scope).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| Ok(watch_event(m)));
         Ok(Response::new(Box::pin(stream)))
     }
