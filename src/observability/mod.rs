@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod exporter;
+pub mod logging;
 pub mod metrics;
 
 use std::net::SocketAddr;

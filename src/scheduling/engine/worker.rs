@@ -7,6 +7,7 @@ use std::time::Instant;
 use diesel_async::AsyncConnection;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::planner::plan;
@@ -66,7 +67,15 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         .claim(claiming.elapsed(), claimed.is_some());
     if let Some(batch) = claimed {
         drop(conn);
-        process(engine, batch).await?;
+        let span = tracing::info_span!(
+            "batch",
+            batch = batch.batch_id,
+            job_run = batch.job_run_id,
+            client = tracing::field::Empty,
+            execution = tracing::field::Empty,
+            position = tracing::field::Empty,
+        );
+        process(engine, batch).instrument(span).await?;
         return Ok(true);
     }
     Ok(false)
@@ -109,6 +118,13 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
     let Some(run) = identity(engine, batch.job_run_id).await? else {
         return Ok(());
     };
+    let span = tracing::Span::current();
+    span.record("client", run.target.client_id.as_str());
+    span.record(
+        "execution",
+        tracing::field::display(run.target.execution_id),
+    );
+    span.record("position", run.position);
     let items = {
         let mut conn = engine.db().conn().await?;
         work::load_items(&mut conn, &batch).await?
