@@ -1,7 +1,9 @@
 //! Compiles the protos in `proto/` with the pure-Rust `protox` compiler (no
 //! system `protoc` needed), generates the tonic services and writes the file
 //! descriptor sets that server reflection serves: one for the scheduling
-//! service, one for the stand-in core Aria service.
+//! service, one for the stand-in core Aria service, and one for
+//! `google.rpc.Status` and its error details (vendored under
+//! `proto/google/rpc/`; the Rust types come from `tonic-types`).
 
 use prost::Message;
 use std::path::PathBuf;
@@ -36,6 +38,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scheduling.encode_to_vec(),
     )?;
     std::fs::write(out_dir.join("core_descriptor.bin"), core.encode_to_vec())?;
+    let google_rpc = protox::compile(
+        ["google/rpc/status.proto", "google/rpc/error_details.proto"],
+        ["proto"],
+    )?;
+    std::fs::write(
+        out_dir.join("google_rpc_descriptor.bin"),
+        google_rpc.encode_to_vec(),
+    )?;
     // The scheduling services answer undecodable requests with
     // INVALID_ARGUMENT (their own codec); the core Aria interface keeps
     // tonic's codec.

@@ -363,6 +363,7 @@ async fn main() {
                 error_code: "BENCH_ERROR".into(),
                 page_size: 100,
                 page_token: token.clone(),
+                include_resolved: false,
             })
             .await
             .unwrap()

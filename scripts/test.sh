@@ -58,4 +58,15 @@ if [ -z "${ALLEGRO_WEBDRIVER_URL:-}" ]; then
     done
     export ALLEGRO_WEBDRIVER_URL="http://127.0.0.1:$port"
 fi
+# promtool and prometheus check deploy/ and scrape a test server.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing the Debian package prometheus (promtool) for the deploy/ tests"
+        apt-get install -y -qq prometheus >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; } ||
+            echo "WARNING: could not install prometheus; its tests will be skipped"
+    else
+        echo "WARNING: promtool/prometheus missing; install the Debian package prometheus"
+    fi
+fi
 cargo test --locked --all-targets "$@"

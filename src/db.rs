@@ -188,6 +188,12 @@ impl Db {
             .map_err(|e| DbError::Pool(e.to_string()))
     }
 
+    /// The pool's connections now (open, available, waiting), for the
+    /// metrics endpoint.
+    pub fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
     /// The database URL, for connections that must not be pooled (LISTEN).
     pub fn url(&self) -> &str {
         &self.url

@@ -18,8 +18,9 @@
 //! Shared plumbing: [`db`] (the connection pool and embedded migrations),
 //! [`proto`] (generated code), [`clock`], [`settings`], [`embedded_pg`] and
 //! [`server`] (assembles both wings into one process, with the
-//! [`catch_panic`] safety net), [`tls`]; [`console`] is the operator
-//! console, a web front end on the same use cases as the gRPC API.
+//! [`catch_panic`] safety net), [`tls`], [`observability`] (metrics, logs,
+//! traces); [`console`] is the operator console, a web front end on the
+//! same use cases as the gRPC API.
 
 pub mod billing;
 pub mod catch_panic;
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod console;
 pub mod db;
 pub mod embedded_pg;
+pub mod observability;
 pub mod proto;
 pub mod scheduling;
 pub mod server;

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use allegro_scheduler::observability::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use allegro_scheduler::billing::core_aria::{serve_standin, CoreAriaClient};
 use allegro_scheduler::billing::demo::load_demo_ledger;
@@ -25,6 +25,16 @@ use allegro_scheduler::settings::ServeSettings;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: `text`, or `json` (one object per line,
+    /// with the span fields, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "ALLEGRO_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -61,12 +71,8 @@ struct CreateAdminKey {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(settings) => serve(*settings).await,
         Command::CreateAdminKey(args) => create_admin_key(args).await,

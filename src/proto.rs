@@ -22,3 +22,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// stand-in core service's reflection.
 pub const CORE_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/core_descriptor.bin"));
+
+/// Encoded file descriptor set of `google/rpc/status.proto` and
+/// `google/rpc/error_details.proto` (with the well-known types they import),
+/// served by reflection so grpcurl decodes the field violations and error
+/// info that refusals carry.
+pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));

@@ -72,6 +72,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The operator console's address, when it is served.
     pub console_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served (the real port when started on port 0).
+    pub metrics_addr: SocketAddr,
     /// The engine behind it.
     pub engine: Engine,
     shutdown: CancellationToken,
@@ -170,6 +172,9 @@ pub async fn start_on(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.Status and the error details our refusals carry, so
+            // grpcurl decodes them.
+            .register_encoded_file_descriptor_set(crate::proto::GOOGLE_RPC_FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -197,12 +202,16 @@ pub async fn start_on(
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }
 
+    let (metrics_layer, metrics_addr) =
+        crate::observability::start(settings.metrics_listen, &engine, shutdown.clone()).await?;
+
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     let router = builder
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(metrics_layer)
         .layer(crate::catch_panic::layer())
         .layer(crate::scheduling::api::codec::decode_failures_layer())
         // Every call but health and reflection is authenticated here.
@@ -279,6 +288,7 @@ pub async fn start_on(
     Ok(RunningServer {
         addr,
         console_addr,
+        metrics_addr,
         engine,
         shutdown,
         task,

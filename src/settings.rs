@@ -130,6 +130,14 @@ pub struct ServeSettings {
     /// unless `--insecure-plaintext`; port 0 picks a free port).
     #[arg(long, env = "ALLEGRO_CONSOLE_LISTEN", default_value = "127.0.0.1:8080")]
     pub console_listen: SocketAddr,
+    /// Where `/metrics` (Prometheus) is served, on a listener of its own
+    /// (port 0 picks a free port).
+    #[arg(long, env = "ALLEGRO_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    /// Label work item metrics by client too (one series per client: keep
+    /// off with many clients).
+    #[arg(long, env = "ALLEGRO_METRICS_BY_CLIENT", default_value_t = false)]
+    pub metrics_by_client: bool,
 }
 
 impl ServeSettings {
@@ -168,6 +176,8 @@ impl ServeSettings {
             max_streams_per_key: 16,
             console: true,
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_by_client: false,
         }
     }
 
@@ -207,6 +217,7 @@ impl ServeSettings {
             scheduler: self.scheduler,
             scheduler_tick: Duration::from_millis(self.scheduler_tick_ms.max(10)),
             catch_up: Duration::from_secs(self.catch_up_hours * 3600),
+            metrics_by_client: self.metrics_by_client,
         }
     }
 }

@@ -49,7 +49,9 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         use domain::Error as D;
         let status = match &error {
-            Error::Domain(D::InvalidArgument(_)) => StatusCode::BAD_REQUEST,
+            Error::Domain(D::InvalidArgument(_)) | Error::Domain(D::OutOfRange { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Domain(D::NotFound { .. }) => StatusCode::NOT_FOUND,
             Error::Domain(D::AlreadyExists { .. })
             | Error::Domain(D::FailedPrecondition { .. })

@@ -50,7 +50,7 @@ pub async fn events(
         business_date: Some(parse_date(&query.date)?),
         after_sequence,
     };
-    let rx = console.usecases.watch_executions(scope)?;
+    let rx = console.usecases.watch_executions(scope).await?;
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|message| Ok(event(&message)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -52,6 +52,15 @@ impl Error {
         .into()
     }
 
+    /// OUT_OF_RANGE: `field` names a position past the end.
+    pub fn out_of_range(field: &'static str, message: impl Into<String>) -> Self {
+        domain::Error::OutOfRange {
+            field,
+            message: message.into(),
+        }
+        .into()
+    }
+
     /// A bug or an impossible state.
     pub fn internal(message: impl Into<String>) -> Self {
         domain::Error::Internal(message.into()).into()

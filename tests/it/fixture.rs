@@ -167,6 +167,7 @@ impl Fixture {
                     error_code: code.into(),
                     page_size,
                     page_token: token.clone(),
+                    include_resolved: false,
                 })
                 .await
                 .unwrap()

@@ -510,6 +510,7 @@ impl Gen<'_> {
                     error_code: self.text(&["TIER_GAP", "ACCOUNT_INACTIVE"]),
                     page_size: self.int32(),
                     page_token: self.page_token(),
+                    include_resolved: false,
                 }
                 .encode_to_vec(),
             ),
@@ -795,6 +796,7 @@ async fn targets(fixture: &crate::executions::Fixture) -> Targets {
             error_code: "ACCOUNT_INACTIVE".into(),
             page_size: 1,
             page_token: String::new(),
+            include_resolved: false,
         })
         .await
         .unwrap()

@@ -113,6 +113,7 @@ impl Setup {
             for code in codes {
                 let items = api
                     .list_errored_work_items(pb::ListErroredWorkItemsRequest {
+                        include_resolved: false,
                         client_id: client.into(),
                         config_id: config.into(),
                         business_date: date.into(),

@@ -233,3 +233,40 @@ async fn an_open_stream_does_not_hold_up_shutdown() {
         .expect("stream ends");
     assert!(!matches!(end, Ok(Some(_))), "no more events after shutdown");
 }
+
+#[tokio::test]
+async fn resuming_after_a_sequence_never_written_is_out_of_range() {
+    let fx = setup(&[("ITEMS_75", false)]).await;
+    let client =
+        || pb::execution_service_client::ExecutionServiceClient::new(fx.server.channel.clone());
+    let request = |after: u64| pb::WatchExecutionsRequest {
+        client_id: "acme".into(),
+        config_id: fx.config_id.clone(),
+        business_date: String::new(),
+        after_sequence: after,
+    };
+    // No event yet: any position is beyond the latest (0).
+    let refused = client().watch_executions(request(5)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    use tonic_types::StatusExt;
+    let violation = &refused.get_details_bad_request().unwrap().field_violations[0];
+    assert_eq!(violation.field, "after_sequence");
+
+    fx.process(DATE, vec![]).await;
+    let mut stream = watch(&fx.server.channel, &fx.config_id, 0).await;
+    let events = read_until(&mut stream, execution_completed).await;
+    let latest = events.last().unwrap().sequence;
+
+    let refused = client()
+        .watch_executions(request(latest + 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange);
+    assert!(
+        refused.message().contains(&latest.to_string()),
+        "{refused:?}"
+    );
+    // Resuming at the latest sequence itself is fine: it waits for more.
+    client().watch_executions(request(latest)).await.unwrap();
+    fx.server.stop().await;
+}

@@ -236,7 +236,12 @@ pub fn errored_work_item(item: ErroredWorkItem) -> pb::ErroredWorkItem {
         batch_id: item.batch_id,
         error_code: item.error_code,
         reason: item.reason,
-        status: pb::WorkItemStatus::Error as i32,
+        status: if item.resolved {
+            pb::WorkItemStatus::Processed as i32
+        } else {
+            pb::WorkItemStatus::Error as i32
+        },
+        resolved: item.resolved,
         payload_json: item.payload_json,
         attempts: item.attempts,
         history: item

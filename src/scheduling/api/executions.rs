@@ -96,7 +96,7 @@ impl ExecutionService for ExecutionApi {
             after_sequence: i64::try_from(r.after_sequence)
                 .map_err(|_| Error::invalid("after_sequence", "too large"))?,
         };
-        let rx = self.usecases.watch_executions(scope)?;
+        let rx = self.usecases.watch_executions(scope).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(watch_item);
         Ok(Response::new(Box::pin(stream)))
     }
@@ -282,11 +282,19 @@ impl ExecutionService for ExecutionApi {
             r.business_date.as_str(),
             position.as_str(),
             r.error_code.as_str(),
+            if r.include_resolved { "resolved" } else { "" },
         ];
         let after: Option<i32> = self.tokens.decode("page_token", &r.page_token, &scope)?;
         let page = self
             .usecases
-            .errored_work_items(&key, r.position, &r.error_code, after, limit as usize)
+            .drill_down_items(
+                &key,
+                r.position,
+                &r.error_code,
+                r.include_resolved,
+                after,
+                limit as usize,
+            )
             .await?;
         Ok(Response::new(pb::ListErroredWorkItemsResponse {
             next_page_token: page

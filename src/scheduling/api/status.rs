@@ -119,6 +119,11 @@ impl From<domain::Error> for Status {
                 message,
                 ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
             ),
+            Error::OutOfRange { field, .. } => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field, message.clone());
+                Status::with_error_details(Code::OutOfRange, message, details)
+            }
             Error::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")

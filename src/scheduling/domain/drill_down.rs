@@ -31,6 +31,9 @@ pub struct ErroredWorkItem {
     pub attempts: u32,
     /// Its earlier failed attempts, oldest first.
     pub history: Vec<WorkItemAttempt>,
+    /// A retry fixed it: the fields above describe its last failure with
+    /// the code listed, and it is processed now.
+    pub resolved: bool,
 }
 
 /// One earlier failed attempt of a work item.

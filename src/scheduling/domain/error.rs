@@ -69,6 +69,15 @@ pub enum Error {
         /// Human-readable explanation.
         message: String,
     },
+    /// A position past the end of what exists (a stream resumed after a
+    /// sequence never written).
+    #[error("{field}: {message}")]
+    OutOfRange {
+        /// The field holding the position.
+        field: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
     /// A bug or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),

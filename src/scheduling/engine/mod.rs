@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::db::Db;
+use crate::observability::metrics::EngineMetrics;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::store::events::EventTarget;
 
@@ -42,6 +43,9 @@ pub struct EngineSettings {
     /// Automatic runs due at most this long ago are still started after
     /// downtime; older ones are recorded as missed.
     pub catch_up: Duration,
+    /// Label work item metrics by client too (unbounded series: off by
+    /// default).
+    pub metrics_by_client: bool,
 }
 
 /// What a worker needs to know of a batch's job run (it never changes),
@@ -64,6 +68,7 @@ struct Inner {
     wake: Notify,
     clock: Arc<dyn Clock>,
     identities: Mutex<HashMap<i64, JobRunIdentity>>,
+    metrics: EngineMetrics,
 }
 
 /// Handle on the engine; cheap to clone.
@@ -81,6 +86,7 @@ impl Engine {
         settings: EngineSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let metrics = EngineMetrics::new(settings.metrics_by_client);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -90,6 +96,7 @@ impl Engine {
                 wake: Notify::new(),
                 clock,
                 identities: Mutex::new(HashMap::new()),
+                metrics,
             }),
         }
     }
@@ -112,6 +119,11 @@ impl Engine {
     /// The clock the scheduler and the API read "now" from.
     pub fn clock(&self) -> &dyn Clock {
         self.inner.clock.as_ref()
+    }
+
+    /// What the engine and the scheduler record for `/metrics`.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Identifies this process's leases.

@@ -48,6 +48,7 @@ impl From<crate::db::DbError> for PlanAbort {
 }
 
 pub(super) async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error> {
+    let started = std::time::Instant::now();
     let ctx = JobContext {
         client_id: claim.client_id.clone(),
         business_date: claim.business_date,
@@ -118,6 +119,12 @@ pub(super) async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error>
     match result {
         Ok(total) => {
             tracing::info!(job_run = claim.job_run_id, job_type = %claim.job_type, total, "planned");
+            engine.metrics().planned(
+                &claim.job_type,
+                &claim.client_id,
+                total.max(0) as u64,
+                started.elapsed(),
+            );
             if total > ANALYZE_AFTER {
                 planning::analyze(&mut conn).await?;
             }

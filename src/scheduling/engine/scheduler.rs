@@ -203,6 +203,7 @@ impl Engine {
                 None => {}
             }
         }
+        self.metrics().runs_held(report.held as u64);
         Ok(())
     }
 
@@ -284,6 +285,11 @@ impl Engine {
             .await?;
         if created {
             tracing::info!(config = %config.config_id, %date, missed, "automatic run");
+            let lag = (self.clock().now() - due).to_std().unwrap_or_default();
+            match missed {
+                true => self.metrics().run_missed(),
+                false => self.metrics().run_started(lag),
+            }
         }
         Ok(created)
     }

@@ -2,10 +2,12 @@
 //! process it and settle it; advance executions whose job just settled.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use diesel_async::AsyncConnection;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::planner::plan;
@@ -62,11 +64,23 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         plan(engine, claim).await?;
         return Ok(true);
     }
-    if let Some(batch) =
-        work::claim_batch(&mut conn, engine.worker_id(), lease, engine.clock().now()).await?
-    {
+    let claiming = Instant::now();
+    let claimed =
+        work::claim_batch(&mut conn, engine.worker_id(), lease, engine.clock().now()).await?;
+    engine
+        .metrics()
+        .claim(claiming.elapsed(), claimed.is_some());
+    if let Some(batch) = claimed {
         drop(conn);
-        process(engine, batch).await?;
+        let span = tracing::info_span!(
+            "batch",
+            batch = batch.batch_id,
+            job_run = batch.job_run_id,
+            client = tracing::field::Empty,
+            execution = tracing::field::Empty,
+            position = tracing::field::Empty,
+        );
+        process(engine, batch).instrument(span).await?;
         return Ok(true);
     }
     Ok(false)
@@ -105,9 +119,17 @@ async fn identity(engine: &Engine, job_run_id: i64) -> Result<Option<JobRunIdent
 }
 
 async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
+    let started = Instant::now();
     let Some(run) = identity(engine, batch.job_run_id).await? else {
         return Ok(());
     };
+    let span = tracing::Span::current();
+    span.record("client", run.target.client_id.as_str());
+    span.record(
+        "execution",
+        tracing::field::display(run.target.execution_id),
+    );
+    span.record("position", run.position);
     let items = {
         let mut conn = engine.db().conn().await?;
         work::load_items(&mut conn, &batch).await?
@@ -142,6 +164,9 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             tracing::warn!(batch = batch.batch_id, attempt = batch.attempts, error = %e, "batch failed; will retry");
             let mut conn = engine.db().conn().await?;
             work::release_batch(&mut conn, batch.batch_id, engine.worker_id(), backoff).await?;
+            engine
+                .metrics()
+                .batch_ended(&run.job_type, "retried", started.elapsed());
             return Ok(());
         }
         Err(e) => {
@@ -161,6 +186,7 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             }
         }
     }
+    let errored = errors.seqs.len() as u64;
     let settled = match settle_retrying(engine, &batch, &run, processed, &errors).await {
         Ok(settled) => settled,
         Err(e) => {
@@ -175,6 +201,17 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
             return Err(e);
         }
     };
+    let metrics = engine.metrics();
+    if settled.is_some() {
+        metrics.items_settled(
+            &run.job_type,
+            &run.target.client_id,
+            processed as u64,
+            errored,
+        );
+    }
+    let outcome = if settled.is_some() { "settled" } else { "lost" };
+    metrics.batch_ended(&run.job_type, outcome, started.elapsed());
     match settled {
         Some(counts) if counts.processed + counts.errored >= counts.total => {
             advance(engine, counts.execution_id).await

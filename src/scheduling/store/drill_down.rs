@@ -34,28 +34,38 @@ pub(crate) struct ErroredItemRow {
     /// Attempt number of the latest attempt.
     #[diesel(sql_type = Integer)]
     pub attempt: i32,
+    /// Whether that failure is superseded and the item has no current
+    /// error (a retry fixed it).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub resolved: bool,
 }
 
 /// Up to `limit` items of a job currently in ERROR with `code`, after seq
-/// `after`.
+/// `after`; with `include_resolved`, also the items whose failure with
+/// `code` a retry fixed (their last such failure).
 pub async fn errored_items(
     conn: &mut AsyncPgConnection,
     job_run_id: i64,
     code: &str,
+    include_resolved: bool,
     after: i32,
     limit: i64,
 ) -> Result<Vec<ErroredWorkItem>, DbError> {
     let rows: Vec<ErroredItemRow> = diesel::sql_query(
-        "SELECT e.seq, w.account_id, e.batch_id, e.error_code, e.reason, w.payload::text AS payload, \
-                e.attempt \
+        "SELECT DISTINCT ON (e.seq) e.seq, w.account_id, e.batch_id, e.error_code, e.reason, \
+                w.payload::text AS payload, e.attempt, NOT e.current AS resolved \
          FROM work_item_errors e JOIN work_items w ON w.job_run_id = e.job_run_id AND w.seq = e.seq \
-         WHERE e.job_run_id = $1 AND e.error_code = $2 AND e.current AND e.seq > $3 \
-         ORDER BY e.seq LIMIT $4",
+         WHERE e.job_run_id = $1 AND e.error_code = $2 AND e.seq > $3 \
+           AND (e.current OR ($5 AND NOT EXISTS ( \
+                SELECT 1 FROM work_item_errors c \
+                WHERE c.job_run_id = e.job_run_id AND c.seq = e.seq AND c.current))) \
+         ORDER BY e.seq, e.current DESC, e.attempt DESC LIMIT $4",
     )
     .bind::<BigInt, _>(job_run_id)
     .bind::<Text, _>(code)
     .bind::<Integer, _>(after)
     .bind::<BigInt, _>(limit)
+    .bind::<diesel::sql_types::Bool, _>(include_resolved)
     .load(conn)
     .await?;
     let seqs: Vec<i32> = rows
@@ -78,9 +88,10 @@ pub async fn errored_items(
             reason: row.reason,
             payload_json: row.payload,
             attempts: u32::try_from(row.attempt.max(1)).unwrap_or(1),
+            resolved: row.resolved,
             history: history
                 .iter()
-                .filter(|h| h.seq == row.seq)
+                .filter(|h| h.seq == row.seq && h.attempt < row.attempt)
                 .map(|h| WorkItemAttempt {
                     attempt: u32::try_from(h.attempt.max(1)).unwrap_or(1),
                     batch_id: h.batch_id,

@@ -358,6 +358,8 @@ pub struct ActionRow {
     pub time: DateTime<Utc>,
     /// Whom the key said it acted for.
     pub on_behalf_of: Option<String>,
+    /// Its number among the client's actions (the API's `action_id`).
+    pub client_number: i64,
 }
 
 impl TryFrom<ActionRow> for ActionRecord {
@@ -365,7 +367,7 @@ impl TryFrom<ActionRow> for ActionRecord {
 
     fn try_from(r: ActionRow) -> Result<Self, DbError> {
         Ok(ActionRecord {
-            action_id: r.action_id,
+            action_id: r.client_number,
             kind: ActionKind::parse(&r.kind).ok_or_else(|| bad("action kind", &r.kind))?,
             actor: r.actor,
             reason: r.reason,
@@ -400,8 +402,10 @@ pub async fn record_action(
     execution_id: Uuid,
     action: &NewAction<'_>,
 ) -> Result<ActionRecord, DbError> {
+    let number = next_action_number(conn, execution_id).await?;
     let row = diesel::insert_into(execution_actions::table)
         .values((
+            execution_actions::client_number.eq(number),
             execution_actions::execution_id.eq(execution_id),
             execution_actions::kind.eq(action.kind.as_str()),
             execution_actions::actor.eq(action.actor),
@@ -414,6 +418,32 @@ pub async fn record_action(
         .get_result(conn)
         .await?;
     row.try_into()
+}
+
+#[derive(QueryableByName)]
+struct ActionNumber {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    last_number: i64,
+}
+
+/// The next number of the actions of the client that owns `execution_id`
+/// (actions are numbered per client, so one client's ids say nothing of
+/// another's activity). The counter row is locked until the transaction
+/// ends.
+async fn next_action_number(
+    conn: &mut AsyncPgConnection,
+    execution_id: Uuid,
+) -> Result<i64, DbError> {
+    let row: ActionNumber = diesel::sql_query(
+        "INSERT INTO client_action_sequences AS s (client_id, last_number) \
+         SELECT client_id, 1 FROM executions WHERE execution_id = $1 \
+         ON CONFLICT (client_id) DO UPDATE SET last_number = s.last_number + 1 \
+         RETURNING s.last_number",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(execution_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.last_number)
 }
 
 /// Every action on an execution, oldest first.

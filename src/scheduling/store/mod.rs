@@ -7,6 +7,7 @@ pub mod configs;
 pub mod drill_down;
 pub mod events;
 pub mod executions;
+pub mod gauges;
 pub mod planning;
 pub mod retention;
 pub mod schema;

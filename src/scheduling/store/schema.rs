@@ -55,6 +55,14 @@ diesel::table! {
         outcome -> Text,
         time -> Timestamptz,
         on_behalf_of -> Nullable<Text>,
+        client_number -> Int8,
+    }
+}
+
+diesel::table! {
+    client_action_sequences (client_id) {
+        client_id -> Text,
+        last_number -> Int8,
     }
 }
 

@@ -89,6 +89,22 @@ impl UseCases {
         after: Option<i32>,
         limit: usize,
     ) -> Result<Page<ErroredWorkItem, i32>, Error> {
+        self.drill_down_items(key, position, error_code, false, after, limit)
+            .await
+    }
+
+    /// [`UseCases::errored_work_items`], and with `include_resolved` also
+    /// the items that failed with `error_code` and that a retry has since
+    /// fixed (marked resolved), in work item order.
+    pub async fn drill_down_items(
+        &self,
+        key: &ExecutionKey,
+        position: u32,
+        error_code: &str,
+        include_resolved: bool,
+        after: Option<i32>,
+        limit: usize,
+    ) -> Result<Page<ErroredWorkItem, i32>, Error> {
         if error_code.is_empty() {
             return Err(Error::invalid(
                 "error_code",
@@ -102,6 +118,7 @@ impl UseCases {
             &mut conn,
             run.job_run_id,
             error_code,
+            include_resolved,
             after.unwrap_or(0),
             fetch,
         )

@@ -5,6 +5,7 @@
 use tokio::sync::mpsc;
 
 use super::UseCases;
+use crate::scheduling::store::events;
 use crate::scheduling::watch::{self, WatchMessage, WatchScope};
 use crate::scheduling::Error;
 
@@ -13,13 +14,27 @@ const WATCH_BUFFER: usize = 64;
 
 impl UseCases {
     /// Opens a watcher's session; its messages arrive on the receiver until
-    /// the watcher drops it or the service shuts down.
-    pub fn watch_executions(
+    /// the watcher drops it or the service shuts down. Resuming after a
+    /// sequence the client never reached is OUT_OF_RANGE (a watcher holding
+    /// a position from another database, or a typo, would otherwise wait
+    /// silently).
+    pub async fn watch_executions(
         &self,
         scope: WatchScope,
     ) -> Result<mpsc::Receiver<WatchMessage>, Error> {
         if scope.business_date.is_some() && scope.config_id.is_none() {
             return Err(Error::invalid("config_id", "required with business_date"));
+        }
+        if scope.after_sequence > 0 {
+            let mut conn = self.conn().await?;
+            let (_, last) = events::bounds(&mut conn, &scope.client_id).await?;
+            let last = last.unwrap_or(0);
+            if scope.after_sequence > last {
+                return Err(Error::out_of_range(
+                    "after_sequence",
+                    format!("beyond the client's latest sequence {last}"),
+                ));
+            }
         }
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let (engine, hub, shutdown) =

@@ -1,0 +1,36 @@
+//! Seeing the service from the outside: Prometheus metrics ([`metrics`],
+//! served by [`exporter`] on a listener of its own), the tower layer that
+//! measures every gRPC call ([`api`]), and the log and trace setup of the
+//! binary ([`logging`]).
+
+pub mod api;
+pub mod exporter;
+pub mod logging;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::scheduling::engine::Engine;
+use api::{KnownMethods, MetricsLayer};
+use metrics::{ApiMetrics, Metrics};
+
+/// Starts `/metrics` on `listen` for `engine`'s metrics and those of the
+/// layer it returns (put it on the gRPC server). Serves until `shutdown`;
+/// the bound address comes back with the layer.
+pub async fn start(
+    listen: SocketAddr,
+    engine: &Engine,
+    shutdown: CancellationToken,
+) -> std::io::Result<(MetricsLayer, SocketAddr)> {
+    let api = ApiMetrics::default();
+    let metrics = Arc::new(Metrics::new(engine.metrics(), &api));
+    let addr = exporter::serve(listen, metrics, engine.db().clone(), shutdown).await?;
+    let methods = KnownMethods::from_descriptor_sets(&[
+        crate::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ]);
+    Ok((MetricsLayer::new(api, methods), addr))
+}
