@@ -25,6 +25,7 @@ pub mod catch_panic;
 pub mod clock;
 pub mod db;
 pub mod embedded_pg;
+pub mod load;
 pub mod proto;
 pub mod scheduling;
 pub mod server;

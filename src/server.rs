@@ -105,7 +105,10 @@ pub async fn start_with_clock(
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
     let tls = crate::tls::server_tls(settings)?;
-    let db = Db::with_options(url, settings.pool())?;
+    // Requests and the engine draw on separate pools: reads under load
+    // never starve workers of the connections that settle batches.
+    let requests_db = Db::with_options(url, settings.pool())?;
+    let db = Db::with_options(url, settings.engine_pool())?;
     db.migrate().await?;
     let tokens = PageTokens::new(&db.page_token_key().await?)?;
     let engine = Engine::new(db, registry, settings.engine(), clock);
@@ -136,7 +139,8 @@ pub async fn start_with_clock(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let hub = EventHub::start(url.to_string(), engine.db().clone(), shutdown.clone());
-    let usecases = UseCases::new(engine.clone(), hub, shutdown.clone());
+    let usecases =
+        UseCases::new(engine.clone(), hub, shutdown.clone()).with_request_pool(requests_db.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
     workers.push(tokio::spawn(prune_events(
         engine.clone(),
@@ -147,7 +151,8 @@ pub async fn start_with_clock(
         workers.push(tokio::spawn(engine.clone().run_scheduler(shutdown.clone())));
     }
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(settings.max_streams_per_connection.max(1));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -155,9 +160,11 @@ pub async fn start_with_clock(
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
         .layer(crate::catch_panic::layer())
         .layer(crate::scheduling::api::codec::decode_failures_layer())
+        // Bounded calls in flight, deadlines, each call on its own task.
+        .layer(crate::load::LoadLayer::new(settings.load()))
         // Every call but health and reflection is authenticated here.
         .layer(AuthLayer::new(
-            KeyDirectory::new(engine.db().clone()),
+            KeyDirectory::new(requests_db),
             settings.limits(),
         ))
         .add_service(health_service)

@@ -10,6 +10,7 @@ mod executions;
 mod fuzz;
 mod hardening;
 mod ledger_jobs;
+mod load;
 mod processes;
 mod scheduling;
 mod support;
