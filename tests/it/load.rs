@@ -280,3 +280,99 @@ async fn a_flood_past_the_limit_is_refused_at_once() {
     assert!(codes.iter().all(|c| *c == Code::Ok), "{codes:?}");
     fx.server.stop().await;
 }
+
+/// The plans of the read statements on realistic sizes (50,000 executions,
+/// 100,000 job runs, 400,000 work items, 200,000 status events): each an
+/// index lookup, no sequential scan. The statements are those the store
+/// sends (diesel's SQL for GetExecution, GetJobStats, ListExecutions and
+/// ListJobScheduleConfigs), with the parameters written in.
+#[tokio::test]
+async fn read_plans_use_indexes_on_realistic_sizes() {
+    let url = fresh_database().await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "INSERT INTO job_schedule_configs (config_id, client_id, name, frequency, jobs) \
+               SELECT md5('c' || c)::uuid, 'client-' || (c % 50), 'config-' || c, 'SCHEDULED', \
+                      '[{\"job_type\": \"EMPTY\", \"manual\": false}]' \
+               FROM generate_series(1, 500) c; \
+             INSERT INTO executions (execution_id, client_id, config_id, config_name, business_date) \
+               SELECT md5('e' || c || '-' || d)::uuid, 'client-' || (c % 50), md5('c' || c)::uuid, \
+                      'config-' || c, date '2026-01-01' + d \
+               FROM generate_series(1, 500) c, generate_series(1, 100) d; \
+             INSERT INTO job_runs (execution_id, position, job_type, manual) \
+               SELECT execution_id, p, 'EMPTY', false FROM executions, generate_series(1, 2) p; \
+             INSERT INTO work_items (job_run_id, seq, account_id, payload) \
+               SELECT r, s, 'A' || s, '{}' FROM generate_series(1, 4000) r, generate_series(1, 100) s; \
+             INSERT INTO execution_events (client_id, sequence, execution_id, config_id, business_date, body) \
+               SELECT 'client-' || (n % 50), n, md5('e' || n)::uuid, md5('c' || (n % 500))::uuid, \
+                      date '2026-01-01' + (n % 100), '{}' \
+               FROM generate_series(1, 200000) n; \
+             ANALYZE",
+        )
+        .await
+        .unwrap();
+    let key = "client_id = 'client-7' AND config_id = md5('c7')::uuid";
+    let reads = [
+        (
+            "GetExecution",
+            "SELECT * FROM executions LEFT OUTER JOIN job_runs \
+             ON executions.execution_id = job_runs.execution_id \
+             WHERE executions.client_id = 'client-7' AND executions.config_id = md5('c7')::uuid \
+             AND executions.business_date = '2026-02-01' ORDER BY job_runs.position"
+                .to_string(),
+        ),
+        (
+            "GetJobStats",
+            "SELECT job_runs.* FROM job_runs INNER JOIN executions \
+             ON executions.execution_id = job_runs.execution_id \
+             WHERE executions.client_id = 'client-7' AND executions.config_id = md5('c7')::uuid \
+             AND executions.business_date = '2026-02-01' AND job_runs.position = 1 LIMIT 1"
+                .to_string(),
+        ),
+        (
+            "ListExecutions",
+            format!("SELECT * FROM executions WHERE {key} ORDER BY business_date DESC LIMIT 51"),
+        ),
+        (
+            "ListJobScheduleConfigs",
+            "SELECT * FROM job_schedule_configs WHERE client_id = 'client-7' \
+             AND (name > 'config-107' OR (name = 'config-107' AND config_id > md5('c107')::uuid)) \
+             ORDER BY name, config_id LIMIT 51"
+                .to_string(),
+        ),
+        (
+            "drill-down: work items of a job run",
+            "SELECT * FROM work_items WHERE job_run_id = 4242 AND seq > 10 ORDER BY seq LIMIT 51"
+                .to_string(),
+        ),
+        (
+            "status stream: events after a sequence",
+            "SELECT * FROM execution_events WHERE client_id = 'client-7' AND sequence > 199000 \
+             ORDER BY sequence LIMIT 500"
+                .to_string(),
+        ),
+    ];
+    for (name, sql) in reads {
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN {sql}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        for table in ["executions", "job_runs", "work_items", "execution_events"] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "{name} scans {table}:\n{plan}"
+            );
+        }
+        assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
+    }
+    drop(client);
+    drop_database(&url).await;
+}
