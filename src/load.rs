@@ -97,6 +97,8 @@ where
             return Box::pin(std::future::ready(Ok(overloaded())));
         };
         let deadline = deadline(request.headers(), self.layer.default_deadline);
+        // From now, not from the first poll: tonic's own timer has started.
+        let until = tokio::time::Instant::now() + deadline;
         let call = inner.call(request);
         // The permit is held by the task: work that outlives its caller
         // still counts as in flight.
@@ -106,7 +108,7 @@ where
             answer
         });
         Box::pin(async move {
-            match tokio::time::timeout(deadline, task).await {
+            match tokio::time::timeout_at(until, task).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(failed)) => {
                     tracing::error!(error = %failed, "request task failed");
