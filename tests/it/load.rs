@@ -196,7 +196,7 @@ async fn cancelled_calls_leave_the_pool_connections_in_place() {
 
 #[tokio::test]
 async fn deadlines_answer_deadline_exceeded() {
-    let fx = setup(|s| s.request_timeout_ms = 600).await;
+    let fx = setup(|s| s.request_timeout_ms = 3_000).await;
     let lock = fx.block_reads().await;
 
     // The caller's deadline.
@@ -206,22 +206,22 @@ async fn deadlines_answer_deadline_exceeded() {
     let code = fx.get_execution(request).await;
     let took = started.elapsed();
     assert_eq!(code, Code::DeadlineExceeded);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(2_500), "{took:?}");
 
     // None sent: the server's default.
     let started = Instant::now();
     let code = fx.get_execution(Request::new(fx.get())).await;
     let took = started.elapsed();
     assert_eq!(code, Code::DeadlineExceeded);
-    assert!(took >= Duration::from_millis(550), "{took:?}");
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(took >= Duration::from_millis(2_900), "{took:?}");
+    assert!(took < Duration::from_millis(6_000), "{took:?}");
 
     // A longer deadline than the default is capped by it.
     let mut request = Request::new(fx.get());
     request.set_timeout(Duration::from_secs(60));
     let started = Instant::now();
     assert_eq!(fx.get_execution(request).await, Code::DeadlineExceeded);
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(started.elapsed() < Duration::from_millis(6_000));
 
     drop(lock);
     assert_eq!(fx.get_execution(Request::new(fx.get())).await, Code::Ok);
