@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as QueryError};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use futures_util::FutureExt as _;
@@ -103,6 +105,10 @@ impl DbError {
 /// sessions are recognisable in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "allegro-scheduler";
 
+/// `application_name` of the API requests' pool, told apart from the
+/// engine's in `pg_stat_activity`.
+pub const API_APPLICATION_NAME: &str = "allegro-scheduler-api";
+
 /// How the pool treats its connections.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -114,6 +120,8 @@ pub struct PoolOptions {
     /// How long a request waits for a free connection (or for a new one to
     /// connect) before it answers UNAVAILABLE.
     pub wait_timeout: Duration,
+    /// `application_name` of its connections.
+    pub application_name: &'static str,
 }
 
 impl PoolOptions {
@@ -124,6 +132,7 @@ impl PoolOptions {
             max_size,
             statement_timeout: Duration::from_secs(60),
             wait_timeout: Duration::from_secs(30),
+            application_name: APPLICATION_NAME,
         }
     }
 }
@@ -139,10 +148,11 @@ pub struct Db {
 async fn connect(
     url: String,
     statement_timeout: Duration,
+    application_name: &'static str,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?;
     let setup = format!(
-        "SET statement_timeout = {}; SET application_name = '{APPLICATION_NAME}'",
+        "SET statement_timeout = {}; SET application_name = '{application_name}'",
         statement_timeout.as_millis().max(1)
     );
     diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &setup)
@@ -162,9 +172,16 @@ impl Db {
     /// the statement timeout and the application name. Connects lazily.
     pub fn with_options(url: &str, options: PoolOptions) -> Result<Self, DbError> {
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        // No `SELECT 1` on every checkout: that was a round trip (and a
+        // transaction) per request. A connection found broken is still
+        // dropped (diesel-async marks it), and a lost server answers
+        // UNAVAILABLE on the next statement.
+        config.recycling_method = RecyclingMethod::Fast;
         let statement_timeout = options.statement_timeout;
-        config.custom_setup =
-            Box::new(move |url| connect(url.to_string(), statement_timeout).boxed());
+        let application_name = options.application_name;
+        config.custom_setup = Box::new(move |url| {
+            connect(url.to_string(), statement_timeout, application_name).boxed()
+        });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let pool = Pool::builder(manager)

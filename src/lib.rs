@@ -28,6 +28,7 @@ pub mod clock;
 pub mod console;
 pub mod db;
 pub mod embedded_pg;
+pub mod load;
 pub mod observability;
 pub mod proto;
 pub mod scheduling;

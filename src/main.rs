@@ -97,9 +97,10 @@ async fn serve(mut settings: ServeSettings) -> Result<(), Box<dyn std::error::Er
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let url = settings.database_url.clone().ok_or("no database URL")?;
-    // The one pool and the one migration run of the process: the stand-in,
-    // the demo loader and the server share them.
-    let db = Db::with_options(&url, settings.pool())?;
+    // The engine's pool and the one migration run of the process: the
+    // stand-in, the demo loader and the engine share them (API requests get
+    // a pool of their own).
+    let db = Db::with_options(&url, settings.engine_pool())?;
     db.migrate().await?;
     // Core Aria: the given address, else the stand-in, in-process. The sync
     // jobs connect lazily: a core that is down only fails their batches

@@ -118,7 +118,8 @@ pub async fn start_with_clock(
         .database_url
         .as_deref()
         .ok_or(ServerError::NoDatabase)?;
-    let db = Db::with_options(url, settings.pool())?;
+    // The engine's pool; the requests get their own in `start_on`.
+    let db = Db::with_options(url, settings.engine_pool())?;
     db.migrate().await?;
     start_on(db, settings, registry, clock, shutdown).await
 }
@@ -136,6 +137,9 @@ pub async fn start_on(
     let url = db.url().to_string();
     let url = url.as_str();
     let tls = crate::tls::server_tls(settings)?;
+    // Requests and the engine draw on separate pools: reads under load
+    // never starve workers of the connections that settle batches.
+    let requests_db = Db::with_options(url, settings.pool())?;
     let tokens = PageTokens::new(&db.page_token_key().await?)?;
     let engine = Engine::new(db, registry, settings.engine(), clock);
 
@@ -185,7 +189,8 @@ pub async fn start_on(
     // in-flight batches have settled, so watchers see those settle.
     let streams = CancellationToken::new();
     let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
-    let usecases = UseCases::new(engine.clone(), hub, streams.clone());
+    let usecases =
+        UseCases::new(engine.clone(), hub, streams.clone()).with_request_pool(requests_db.clone());
     let mut workers = engine.spawn_workers(shutdown.clone());
     workers.push(engine.spawn_reaper(shutdown.clone()));
     workers.push(tokio::spawn(prune_events(
@@ -205,7 +210,8 @@ pub async fn start_on(
     let (metrics_layer, metrics_addr) =
         crate::observability::start(settings.metrics_listen, &engine, shutdown.clone()).await?;
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(settings.max_streams_per_connection.max(1));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -214,9 +220,11 @@ pub async fn start_on(
         .layer(metrics_layer)
         .layer(crate::catch_panic::layer())
         .layer(crate::scheduling::api::codec::decode_failures_layer())
+        // Bounded calls in flight, deadlines, each call on its own task.
+        .layer(crate::load::LoadLayer::new(settings.load()))
         // Every call but health and reflection is authenticated here.
         .layer(AuthLayer::new(
-            KeyDirectory::new(engine.db().clone()),
+            KeyDirectory::new(requests_db),
             settings.limits(),
         ))
         .add_service(health_service)

@@ -25,9 +25,13 @@ pub struct ServeSettings {
     /// Port of the embedded PostgreSQL cluster (127.0.0.1 only).
     #[arg(long, env = "ALLEGRO_EMBEDDED_PG_PORT", default_value_t = 54329)]
     pub embedded_pg_port: u16,
-    /// Size of the database connection pool.
+    /// Size of the connection pool of API requests.
     #[arg(long, env = "ALLEGRO_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+    /// Size of the engine's own connection pool (workers, scheduler,
+    /// planner, event hub), so API reads never starve batch settles.
+    #[arg(long, env = "ALLEGRO_ENGINE_DB_POOL_SIZE", default_value_t = 8)]
+    pub engine_db_pool_size: usize,
     /// Milliseconds a statement on a pooled connection may run before
     /// PostgreSQL cancels it (the request answers DEADLINE_EXCEEDED).
     #[arg(
@@ -36,9 +40,10 @@ pub struct ServeSettings {
         default_value_t = 60_000
     )]
     pub db_statement_timeout_ms: u64,
-    /// Milliseconds a request waits for a pooled connection before it
-    /// answers UNAVAILABLE.
-    #[arg(long, env = "ALLEGRO_DB_POOL_WAIT_MS", default_value_t = 30_000)]
+    /// Milliseconds an API request waits for a pooled connection before it
+    /// answers UNAVAILABLE (short: a busy service sheds load rather than
+    /// queueing it).
+    #[arg(long, env = "ALLEGRO_DB_POOL_WAIT_MS", default_value_t = 1_000)]
     pub db_pool_wait_ms: u64,
     /// Work items per batch.
     #[arg(long, env = "ALLEGRO_BATCH_SIZE", default_value_t = 1000)]
@@ -138,6 +143,22 @@ pub struct ServeSettings {
     /// off with many clients).
     #[arg(long, env = "ALLEGRO_METRICS_BY_CLIENT", default_value_t = false)]
     pub metrics_by_client: bool,
+    /// Calls in flight over all connections; past it a call answers
+    /// RESOURCE_EXHAUSTED at once with a retry hint.
+    #[arg(long, env = "ALLEGRO_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams one connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(
+        long,
+        env = "ALLEGRO_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_streams_per_connection: u32,
+    /// Deadline in milliseconds of a call that sends no `grpc-timeout`, and
+    /// the longest one granted; past it, DEADLINE_EXCEEDED.
+    #[arg(long, env = "ALLEGRO_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
 }
 
 impl ServeSettings {
@@ -150,8 +171,9 @@ impl ServeSettings {
             data_dir: PathBuf::from(".allegro-data"),
             embedded_pg_port: 54329,
             db_pool_size: 16,
+            engine_db_pool_size: 8,
             db_statement_timeout_ms: 60_000,
-            db_pool_wait_ms: 30_000,
+            db_pool_wait_ms: 1_000,
             batch_size: 1000,
             workers: 4,
             lease_secs: 30,
@@ -178,6 +200,17 @@ impl ServeSettings {
             console_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_by_client: false,
+            max_concurrent_requests: 256,
+            max_streams_per_connection: 100,
+            request_timeout_ms: 30_000,
+        }
+    }
+
+    /// The bounds on calls in flight and their deadlines.
+    pub fn load(&self) -> crate::load::LoadLimits {
+        crate::load::LoadLimits {
+            max_in_flight: self.max_concurrent_requests.max(1),
+            default_deadline: Duration::from_millis(self.request_timeout_ms.max(1)),
         }
     }
 
@@ -189,12 +222,22 @@ impl ServeSettings {
         }
     }
 
-    /// The connection pool's size and timeouts.
+    /// The API requests' connection pool: its size and timeouts.
     pub fn pool(&self) -> crate::db::PoolOptions {
         crate::db::PoolOptions {
             max_size: self.db_pool_size,
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms.max(1)),
             wait_timeout: Duration::from_millis(self.db_pool_wait_ms.max(1)),
+            application_name: crate::db::API_APPLICATION_NAME,
+        }
+    }
+
+    /// The engine's connection pool: its own size, the same statement
+    /// timeout, and the long default wait (a worker waits its turn).
+    pub fn engine_pool(&self) -> crate::db::PoolOptions {
+        crate::db::PoolOptions {
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms.max(1)),
+            ..crate::db::PoolOptions::new(self.engine_db_pool_size.max(1))
         }
     }
 

@@ -17,6 +17,7 @@ mod fixture;
 mod fuzz;
 mod hardening;
 mod ledger_jobs;
+mod load;
 mod observability;
 mod operator;
 mod processes;

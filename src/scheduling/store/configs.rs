@@ -188,29 +188,35 @@ pub async fn load(
 }
 
 /// Up to `limit` configurations of `client_id` ordered by (name, id), after
-/// the key `after` when given.
+/// the key `after` when given. Two fixed statements (first page, later
+/// pages) rather than one built at run time, so each is prepared once per
+/// connection and a page costs one round trip.
 pub async fn list_page(
     conn: &mut AsyncPgConnection,
     client_id: &str,
     after: Option<(String, Uuid)>,
     limit: i64,
 ) -> Result<Vec<ConfigRow>, DbError> {
-    let mut query = job_schedule_configs::table
+    let query = job_schedule_configs::table
         .filter(job_schedule_configs::client_id.eq(client_id))
         .select(ConfigRow::as_select())
         .order((job_schedule_configs::name, job_schedule_configs::config_id))
-        .limit(limit)
-        .into_boxed();
-    if let Some((name, id)) = after {
-        query = query.filter(
-            job_schedule_configs::name
-                .gt(name.clone())
-                .or(job_schedule_configs::name
-                    .eq(name)
-                    .and(job_schedule_configs::config_id.gt(id))),
-        );
-    }
-    Ok(query.load(conn).await?)
+        .limit(limit);
+    Ok(match after {
+        None => query.load(conn).await?,
+        Some((name, id)) => {
+            query
+                .filter(
+                    job_schedule_configs::name
+                        .gt(name.clone())
+                        .or(job_schedule_configs::name
+                            .eq(name)
+                            .and(job_schedule_configs::config_id.gt(id))),
+                )
+                .load(conn)
+                .await?
+        }
+    })
 }
 
 /// Replaces the content of a configuration if its version is still

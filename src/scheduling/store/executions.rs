@@ -213,12 +213,16 @@ pub async fn replace_jobs(
 }
 
 /// Loads the execution of (client, config, date), locking it and its job
-/// runs `FOR UPDATE` when `lock`.
+/// runs `FOR UPDATE` when `lock`. A read (`!lock`) is one statement: the
+/// execution row joined with its job runs.
 pub async fn load(
     conn: &mut AsyncPgConnection,
     key: &ExecutionKey,
     lock: bool,
 ) -> Result<Option<Execution>, DbError> {
+    if !lock {
+        return read(conn, key).await;
+    }
     let id: Option<Uuid> = executions::table
         .filter(executions::client_id.eq(&key.client_id))
         .filter(executions::config_id.eq(key.config_id))
@@ -231,6 +235,32 @@ pub async fn load(
         Some(id) => load_by_id(conn, id, lock).await,
         None => Ok(None),
     }
+}
+
+/// The execution of `key` and its job runs in one statement and one round
+/// trip (a prepared join, no transaction).
+async fn read(
+    conn: &mut AsyncPgConnection,
+    key: &ExecutionKey,
+) -> Result<Option<Execution>, DbError> {
+    let rows: Vec<(ExecutionRow, Option<JobRunRow>)> = executions::table
+        .left_join(job_runs::table)
+        .filter(executions::client_id.eq(&key.client_id))
+        .filter(executions::config_id.eq(key.config_id))
+        .filter(executions::business_date.eq(key.business_date))
+        .order(job_runs::position)
+        .select((ExecutionRow::as_select(), Option::<JobRunRow>::as_select()))
+        .load(conn)
+        .await?;
+    let mut rows = rows.into_iter();
+    let Some((row, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let jobs = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, job)| job))
+        .collect();
+    assemble(row, jobs).map(Some)
 }
 
 /// Loads an execution by id, locking it and its job runs when `lock`.

@@ -27,7 +27,7 @@ use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::Conn;
+use crate::db::{Conn, Db};
 use crate::scheduling::domain::config::JobScheduleConfig;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::store::configs;
@@ -44,6 +44,9 @@ pub use execution_actions::ActionOutcome;
 #[derive(Clone)]
 pub struct UseCases {
     engine: Engine,
+    /// The pool requests read and write through; the engine's workers
+    /// have their own.
+    db: Db,
     hub: EventHub,
     shutdown: CancellationToken,
 }
@@ -74,10 +77,23 @@ impl UseCases {
     /// `shutdown`.
     pub fn new(engine: Engine, hub: EventHub, shutdown: CancellationToken) -> Self {
         Self {
+            db: engine.db().clone(),
             engine,
             hub,
             shutdown,
         }
+    }
+
+    /// The same use cases with requests on their own pool `db`, apart from
+    /// the engine's connections.
+    pub fn with_request_pool(mut self, db: Db) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// The pool requests use.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The engine underneath (its registry answers the job catalogue).
@@ -86,7 +102,7 @@ impl UseCases {
     }
 
     async fn conn(&self) -> Result<Conn, Error> {
-        Ok(self.engine.db().conn().await?)
+        Ok(self.db.conn().await?)
     }
 }
 
