@@ -7,6 +7,9 @@
 //! ALLEGRO_BENCH_SECONDS per RPC, default 5; ALLEGRO_BENCH_ITEMS for the
 //! engine job, default 200000; ALLEGRO_BENCH_STREAMS, default 50).
 
+// Tests and benchmarks may unwrap: a failure there is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -97,6 +97,7 @@ impl Fixture {
         let calls = (0..n).map(|_| {
             let mut client = self.server.executions();
             let request = pb::TriggerJobRequest {
+                override_exception_window: false,
                 client_id: "acme".into(),
                 config_id: self.config_id.clone(),
                 business_date: DATE.into(),
