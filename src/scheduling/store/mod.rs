@@ -2,6 +2,7 @@
 //! batches, status events. Every query goes through diesel-async; functions
 //! take a connection so callers choose the transaction.
 
+pub mod actions;
 pub mod api_keys;
 pub mod configs;
 pub mod drill_down;
