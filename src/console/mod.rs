@@ -15,6 +15,7 @@ pub mod auth;
 pub mod configs;
 pub mod failure;
 pub mod live;
+pub mod schedule_actions;
 pub mod schedules;
 
 use std::sync::Arc;

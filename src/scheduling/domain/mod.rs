@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod execution;
 pub mod limits;
+pub mod recurrence;
 pub mod time_of_day;
 pub mod work_item;
 

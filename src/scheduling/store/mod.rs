@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod configs;
 pub mod drill_down;
 pub mod events;
+pub mod execution_reads;
 pub mod executions;
 pub mod gauges;
 pub mod planning;
