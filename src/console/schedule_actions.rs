@@ -4,8 +4,9 @@
 
 use super::auth::Posted;
 use super::failure::Failure;
-use super::schedules::*;
+use super::schedules::parse_key;
 use super::Console;
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::usecases::{ActionOutcome, Actor};
 use crate::scheduling::Error;
 use axum::extract::{Path, State};
@@ -23,14 +24,15 @@ fn actor(posted: &Posted) -> Result<Actor, Failure> {
     })
 }
 
-fn manual_positions(posted: &Posted) -> Result<Vec<u32>, Failure> {
+fn manual_positions(posted: &Posted) -> Result<Vec<JobPosition>, Failure> {
     posted
         .fields
         .all("manual")
         .map(|p| {
-            p.parse::<u32>().map_err(|_| {
+            let number = p.parse::<u32>().map_err(|_| {
                 Failure::bad_request(format!("manual_job_positions: {p:?} is not a position"))
-            })
+            })?;
+            Ok(JobPosition::parse("manual_job_positions", number).map_err(Error::from)?)
         })
         .collect()
 }
@@ -109,11 +111,7 @@ pub async fn act_on_job(
     posted.session.require_operator()?;
     let key = parse_key(&posted.session.client, &id, &date)?;
     let actor = actor(&posted)?;
-    if position == 0 {
-        return Err(Failure::bad_request(
-            "position: required: a job position from 1",
-        ));
-    }
+    let position = JobPosition::parse("position", position).map_err(Error::from)?;
     let u = &console.usecases;
     let result = match action.as_str() {
         "trigger" => u.trigger_job(&actor, &key, position, false).await,

@@ -23,6 +23,7 @@ use crate::scheduling::domain::drill_down::ErroredWorkItem;
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::{Execution, ExecutionPhase, JobState, Status};
 use crate::scheduling::domain::time_of_day;
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::usecases::ExecutionKey;
 use crate::scheduling::Error;
 
@@ -53,7 +54,7 @@ impl Tile {
         let c = job.counts;
         let pct = |n: i64| if c.total > 0 { n * 100 / c.total } else { 0 };
         Self {
-            position: job.position,
+            position: job.position.get(),
             job_type: job.job_type.clone(),
             manual: job.manual,
             status: job.status.as_str(),
@@ -96,11 +97,7 @@ impl HistoryRow {
                 None => a.actor.clone(),
             },
             kind: a.kind.as_str(),
-            job: if a.job_position == 0 {
-                String::new()
-            } else {
-                a.job_position.to_string()
-            },
+            job: a.job_position.map(|p| p.to_string()).unwrap_or_default(),
             reason: a.reason.clone(),
             outcome: a.outcome.clone(),
         }
@@ -339,6 +336,7 @@ async fn stats_of(
     position: u32,
     query: &PageQuery,
 ) -> Result<Stats, Failure> {
+    let position = JobPosition::parse("stats", position).map_err(Error::from)?;
     let job = console.usecases.job_stats(key, position).await?;
     let codes = console.usecases.job_error_codes(key, position).await?;
     let code = query
@@ -357,7 +355,7 @@ async fn stats_of(
         (page.items.into_iter().map(ItemRow::of).collect(), page.next)
     };
     Ok(Stats {
-        position,
+        position: position.get(),
         job_type: job.job_type.clone(),
         status: job.status.as_str(),
         total: job.counts.total,

@@ -166,7 +166,7 @@ pub fn execution(e: &Execution) -> pb::Execution {
             .iter()
             .zip(e.job_runs.iter())
             .map(|(job, run)| pb::JobRun {
-                position: job.position,
+                position: job.position.get(),
                 job_type: job.job_type.clone(),
                 manual: job.manual,
                 status: status(job.status) as i32,
@@ -203,7 +203,7 @@ pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
         kind: action_kind(a.kind) as i32,
         actor: a.actor.clone(),
         reason: a.reason.clone(),
-        job_position: a.job_position,
+        job_position: a.job_position.map_or(0, |p| p.get()),
         outcome: a.outcome.clone(),
         time: Some(timestamp(a.time)),
         on_behalf_of: a.on_behalf_of.clone().unwrap_or_default(),
@@ -213,7 +213,7 @@ pub fn action(a: &ActionRecord) -> pb::ExecutionAction {
 /// The first drill-down level of a job.
 pub fn job_stats(job: &JobState) -> pb::JobStats {
     pb::JobStats {
-        position: job.position,
+        position: job.position.get(),
         job_type: job.job_type.clone(),
         status: status(job.status) as i32,
         counts: Some(counts(job.counts)),

@@ -9,14 +9,15 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::execution_request::{action, read};
 use super::page_token::{self, PageTokens};
 use super::watch_event::watch_item;
-use super::{actor, authorized_client, date, manual_positions, text, uuid};
+use super::{authorized_client, date, manual_positions, position, text, uuid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::execution_service_server::ExecutionService;
 use crate::scheduling::domain::limits;
 use crate::scheduling::usecases::execution_queries::ExecutionFilter;
-use crate::scheduling::usecases::{ActionOutcome, ExecutionKey, UseCases};
+use crate::scheduling::usecases::{ActionOutcome, UseCases};
 use crate::scheduling::watch::WatchScope;
 use crate::scheduling::Error;
 
@@ -35,32 +36,6 @@ impl ExecutionApi {
     pub fn new(usecases: UseCases, tokens: PageTokens) -> Self {
         Self { usecases, tokens }
     }
-}
-
-/// Decodes the (client, config, date) every execution request carries,
-/// the client checked against the calling key.
-fn key(
-    extensions: &tonic::Extensions,
-    client: &str,
-    config_id: &str,
-    business_date: &str,
-) -> Result<ExecutionKey, Error> {
-    Ok(ExecutionKey {
-        client_id: authorized_client(extensions, client)?,
-        config_id: uuid("config_id", config_id)?,
-        business_date: date("business_date", business_date)?,
-    })
-}
-
-/// A job position: required, from 1.
-fn position(value: u32) -> Result<u32, Error> {
-    if value == 0 {
-        return Err(Error::invalid(
-            "position",
-            "required: a job position from 1",
-        ));
-    }
-    Ok(value)
 }
 
 fn answer(outcome: ActionOutcome) -> Response<pb::ExecutionActionResponse> {
@@ -105,12 +80,12 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::CreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
-            self.usecases.create_execution(&actor, &key, manual).await?,
+            self.usecases
+                .create_execution(&actor, &key, &manual)
+                .await?,
         ))
     }
 
@@ -118,13 +93,11 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::RecreateExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases
-                .recreate_execution(&actor, &key, manual)
+                .recreate_execution(&actor, &key, &manual)
                 .await?,
         ))
     }
@@ -133,13 +106,11 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ProcessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let manual = manual_positions(&r.manual_job_positions)?;
         Ok(answer(
             self.usecases
-                .process_execution(&actor, &key, manual, r.override_exception_window)
+                .process_execution(&actor, &key, &manual, r.override_exception_window)
                 .await?,
         ))
     }
@@ -148,9 +119,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ReprocessExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         Ok(answer(
             self.usecases
                 .reprocess_execution(&actor, &key, r.override_exception_window)
@@ -162,9 +131,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ResetExecutionRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let cancel = r.cancel_in_flight;
         Ok(answer(
             self.usecases.reset_execution(&actor, &key, cancel).await?,
@@ -175,9 +142,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let position = position(r.position)?;
         Ok(answer(
             self.usecases
@@ -190,9 +155,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::RetryJobRequest>,
     ) -> Result<Response<pb::ExecutionActionResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let actor = actor(&extensions, &r.reason)?;
+        let (key, actor, r) = action(request)?;
         let position = position(r.position)?;
         Ok(answer(
             self.usecases
@@ -205,8 +168,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let (key, _) = read(request)?;
         let execution = self.usecases.get_execution(&key).await?;
         Ok(Response::new(convert::execution(&execution)))
     }
@@ -248,9 +210,8 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::GetJobStatsRequest>,
     ) -> Result<Response<pb::JobStats>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let job = self.usecases.job_stats(&key, r.position).await?;
+        let (key, r) = read(request)?;
+        let job = self.usecases.job_stats(&key, position(r.position)?).await?;
         Ok(Response::new(convert::job_stats(&job)))
     }
 
@@ -258,9 +219,11 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListJobErrorCodesRequest>,
     ) -> Result<Response<pb::ListJobErrorCodesResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
-        let codes = self.usecases.job_error_codes(&key, r.position).await?;
+        let (key, r) = read(request)?;
+        let codes = self
+            .usecases
+            .job_error_codes(&key, position(r.position)?)
+            .await?;
         Ok(Response::new(pb::ListJobErrorCodesResponse {
             error_codes: codes.iter().map(convert::error_code_count).collect(),
         }))
@@ -270,11 +233,11 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListErroredWorkItemsRequest>,
     ) -> Result<Response<pb::ListErroredWorkItemsResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let (key, r) = read(request)?;
         text("error_code", limits::ERROR_CODE, &r.error_code)?;
         let limit = page_token::page_size("page_size", r.page_size, 100, 1000)?;
-        let position = r.position.to_string();
+        let at = position(r.position)?;
+        let position = at.to_string();
         let scope = [
             "ListErroredWorkItems",
             key.client_id.as_str(),
@@ -289,7 +252,7 @@ impl ExecutionService for ExecutionApi {
             .usecases
             .drill_down_items(
                 &key,
-                r.position,
+                at,
                 &r.error_code,
                 r.include_resolved,
                 after,
@@ -313,8 +276,7 @@ impl ExecutionService for ExecutionApi {
         &self,
         request: Request<pb::ListExecutionActionsRequest>,
     ) -> Result<Response<pb::ListExecutionActionsResponse>, Status> {
-        let (_, extensions, r) = request.into_parts();
-        let key = key(&extensions, &r.client_id, &r.config_id, &r.business_date)?;
+        let (key, _) = read(request)?;
         let actions = self.usecases.execution_actions(&key).await?;
         Ok(Response::new(pb::ListExecutionActionsResponse {
             actions: actions.iter().map(convert::action).collect(),

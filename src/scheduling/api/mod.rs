@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod codec;
 pub mod configs;
 pub mod convert;
+pub mod execution_request;
 pub mod executions;
 pub mod page_token;
 pub mod status;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::scheduling::domain;
 use crate::scheduling::domain::access::{Caller, Role};
 use crate::scheduling::domain::limits::{self, quote};
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::usecases::Actor;
 use crate::scheduling::Error;
 
@@ -139,16 +141,28 @@ pub fn text<'a>(field: &str, limit: limits::TextLimit, value: &'a str) -> Result
 
 /// Checks the count of `manual_job_positions` and that each names a
 /// possible position; whether the configuration has it is the engine's.
-pub fn manual_positions(values: &[u32]) -> Result<&[u32], Error> {
+pub fn manual_positions(values: &[u32]) -> Result<Vec<JobPosition>, Error> {
     limits::check_count(
         "manual_job_positions",
         values.len(),
         limits::MAX_MANUAL_POSITIONS,
     )?;
-    for (i, p) in values.iter().enumerate() {
-        limits::check_position(&format!("manual_job_positions[{i}]"), *p)?;
-    }
-    Ok(values)
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(JobPosition::parse(
+                &format!("manual_job_positions[{i}]"),
+                *p,
+            )?)
+        })
+        .collect()
+}
+
+/// A job position named `position`: required, 1 to the most jobs a
+/// configuration can hold.
+pub fn position(value: u32) -> Result<JobPosition, Error> {
+    Ok(JobPosition::parse("position", value)?)
 }
 
 #[cfg(test)]

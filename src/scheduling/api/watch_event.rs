@@ -80,7 +80,7 @@ fn watch_event(message: WatchMessage) -> pb::WatchEvent {
                     execution_id,
                     config_id,
                     business_date,
-                    position,
+                    position: position.get(),
                     status: convert::status(st) as i32,
                     phase: convert::job_phase(phase) as i32,
                     counts: Some(counts(c)),
@@ -92,7 +92,7 @@ fn watch_event(message: WatchMessage) -> pb::WatchEvent {
                     execution_id,
                     config_id,
                     business_date,
-                    position,
+                    position: position.get(),
                     counts: Some(counts(c)),
                 }),
                 EventBody::ActionTaken { action } => Kind::ActionTaken(pb::ActionTaken {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::execution::{ActionKind, Counts, ExecutionPhase, ExecutionState, JobPhase, Status};
+use super::position::JobPosition;
 
 /// A recorded action, as events and the action history show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,8 +17,10 @@ pub struct ActionRecord {
     pub actor: String,
     /// Why, as given.
     pub reason: String,
-    /// The job acted on, or 0.
-    pub job_position: u32,
+    /// The job acted on, if the action named one (stored and sent as 0
+    /// when not).
+    #[serde(with = "super::position::or_zero")]
+    pub job_position: Option<JobPosition>,
     /// What it did.
     pub outcome: String,
     /// When, RFC 3339.
@@ -42,7 +45,7 @@ pub enum EventBody {
     /// A job's status or phase changed.
     JobChanged {
         /// Job position.
-        position: u32,
+        position: JobPosition,
         /// New status.
         status: Status,
         /// New phase.
@@ -53,7 +56,7 @@ pub enum EventBody {
     /// A job's counts changed.
     CountsChanged {
         /// Job position.
-        position: u32,
+        position: JobPosition,
         /// New counts.
         counts: EventCounts,
     },

@@ -252,20 +252,6 @@ pub fn instant(field: &str, seconds: i64, nanos: i32) -> Result<DateTime<Utc>, E
         .ok_or_else(|| Error::invalid(field, "not a valid timestamp"))
 }
 
-/// A job position named `field`: 1 to [`MAX_JOBS`].
-pub fn check_position(field: &str, position: u32) -> Result<u32, Error> {
-    if position == 0 {
-        return Err(Error::invalid(field, "required: a job position from 1"));
-    }
-    if position as usize > MAX_JOBS {
-        return Err(Error::invalid(
-            field,
-            format!("must be 1 to {MAX_JOBS}; got {position}"),
-        ));
-    }
-    Ok(position)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,14 +338,5 @@ mod tests {
         assert!(instant("t", i64::MAX, 0).is_err());
         assert!(instant("t", 0, -1).is_err());
         assert!(instant("t", 0, 1_000_000_000).is_err());
-    }
-
-    #[test]
-    fn positions_are_bounded() {
-        assert_eq!(check_position("p", 1).unwrap(), 1);
-        assert_eq!(check_position("p", 50).unwrap(), 50);
-        assert!(check_position("p", 0).is_err());
-        assert!(check_position("p", 51).is_err());
-        assert!(check_position("p", u32::MAX).is_err());
     }
 }

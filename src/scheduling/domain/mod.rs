@@ -8,8 +8,10 @@ pub mod error;
 pub mod event;
 pub mod execution;
 pub mod limits;
+pub mod position;
 pub mod recurrence;
 pub mod time_of_day;
 pub mod work_item;
 
 pub use error::{Error, FieldViolation};
+pub use position::JobPosition;

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::observability::metrics::EngineMetrics;
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::store::events::EventTarget;
 
@@ -53,7 +54,7 @@ pub struct EngineSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct JobRunIdentity {
     /// Position of the job in its execution.
-    pub position: u32,
+    pub position: JobPosition,
     /// Its job type.
     pub job_type: String,
     /// Where its events go.

@@ -103,7 +103,7 @@ pub(super) async fn plan(engine: &Engine, claim: PlanClaim) -> Result<(), Error>
                 }
                 let mut after = loaded.state.clone();
                 after
-                    .planned(claim.position as u32, total as i64)
+                    .planned(claim.position, total as i64)
                     .map_err(Error::from)?;
                 // Planned inside an open exception window: the work waits,
                 // and the execution says so at once.
@@ -180,10 +180,7 @@ async fn record_plan_failure(
         if !planning::still_planning(conn, claim.job_run_id, owner).await? {
             return Ok(());
         }
-        let round = loaded
-            .job_run(claim.position as u32)
-            .map(|r| r.round)
-            .unwrap_or(1);
+        let round = loaded.job_run(claim.position).map(|r| r.round).unwrap_or(1);
         let item = PlannedItem {
             account_id: String::new(),
             payload: serde_json::json!({
@@ -196,7 +193,7 @@ async fn record_plan_failure(
         planning::record_plan_failure(conn, claim.job_run_id, round, item, &error.code, &reason)
             .await?;
         let mut after = loaded.state.clone();
-        after.plan_failed(claim.position as u32)?;
+        after.plan_failed(claim.position)?;
         transition::save(conn, &loaded, &after).await?;
         Ok(())
     })

@@ -279,7 +279,7 @@ impl Engine {
                     )
                 };
                 transition::save(conn, &loaded, &after).await?;
-                transition::record(conn, &loaded, &actor, kind, 0, outcome).await?;
+                transition::record(conn, &loaded, &actor, kind, None, outcome).await?;
                 Ok(true)
             })
             .await?;

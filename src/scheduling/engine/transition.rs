@@ -6,6 +6,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::scheduling::domain::event::{changes, ActionRecord, EventBody};
 use crate::scheduling::domain::execution::{ActionKind, Execution, ExecutionState};
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::store::events::{self, EventTarget};
 use crate::scheduling::store::executions::{self, NewAction};
 use crate::scheduling::Error;
@@ -49,7 +50,7 @@ pub async fn record(
     execution: &Execution,
     actor: &Actor,
     kind: ActionKind,
-    job_position: u32,
+    job_position: Option<JobPosition>,
     outcome: String,
 ) -> Result<ActionRecord, Error> {
     let action = executions::record_action(

@@ -129,7 +129,7 @@ async fn process(engine: &Engine, batch: ClaimedBatch) -> Result<(), Error> {
         "execution",
         tracing::field::display(run.target.execution_id),
     );
-    span.record("position", run.position);
+    span.record("position", run.position.get());
     let items = {
         let mut conn = engine.db().conn().await?;
         work::load_items(&mut conn, &batch).await?

@@ -12,6 +12,7 @@ use super::schema::execution_actions;
 use super::DbError;
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::ActionKind;
+use crate::scheduling::domain::JobPosition;
 
 /// A row of `execution_actions`.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -46,7 +47,7 @@ impl TryFrom<ActionRow> for ActionRecord {
             kind: ActionKind::parse(&r.kind).ok_or_else(|| bad("action kind", &r.kind))?,
             actor: r.actor,
             reason: r.reason,
-            job_position: r.job_position as u32,
+            job_position: super::stored_position_or_none(r.job_position)?,
             outcome: r.outcome,
             time: r.time,
             on_behalf_of: r.on_behalf_of,
@@ -65,8 +66,8 @@ pub struct NewAction<'a> {
     pub on_behalf_of: Option<&'a str>,
     /// Why.
     pub reason: &'a str,
-    /// Job position or 0.
-    pub job_position: u32,
+    /// The job acted on, if any (stored as 0 when none).
+    pub job_position: Option<JobPosition>,
     /// What it did.
     pub outcome: String,
 }
@@ -85,7 +86,7 @@ pub async fn record_action(
             execution_actions::kind.eq(action.kind.as_str()),
             execution_actions::actor.eq(action.actor),
             execution_actions::reason.eq(action.reason),
-            execution_actions::job_position.eq(action.job_position as i32),
+            execution_actions::job_position.eq(action.job_position.map_or(0, i32::from)),
             execution_actions::outcome.eq(&action.outcome),
             execution_actions::on_behalf_of.eq(action.on_behalf_of),
         ))

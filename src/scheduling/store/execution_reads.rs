@@ -13,6 +13,7 @@ use super::DbError;
 use crate::scheduling::domain::execution::{
     Execution, ExecutionKey, ExecutionPhase, JobPhase, JobRun, JobState, Status,
 };
+use crate::scheduling::domain::JobPosition;
 
 /// Up to `limit` executions of a configuration in a date range, newest date
 /// first, before `before` when given.
@@ -132,19 +133,19 @@ pub async fn unfinished_or_recent(
 pub async fn job_run_at(
     conn: &mut AsyncPgConnection,
     key: &ExecutionKey,
-    position: u32,
+    position: JobPosition,
 ) -> Result<Option<(JobRun, JobState)>, DbError> {
     let row: Option<JobRunRow> = job_runs::table
         .inner_join(executions::table)
         .filter(executions::client_id.eq(&key.client_id))
         .filter(executions::config_id.eq(key.config_id))
         .filter(executions::business_date.eq(key.business_date))
-        .filter(job_runs::position.eq(i32::try_from(position).unwrap_or(i32::MAX)))
+        .filter(job_runs::position.eq(i32::from(position)))
         .select(JobRunRow::as_select())
         .first(conn)
         .await
         .optional()?;
-    row.map(|r| Ok((r.job_run(), r.state()?))).transpose()
+    row.map(|r| Ok((r.job_run()?, r.state()?))).transpose()
 }
 
 /// A job run's position, job type and event target (its execution's client,
@@ -152,7 +153,14 @@ pub async fn job_run_at(
 pub async fn job_run_identity(
     conn: &mut AsyncPgConnection,
     job_run_id: i64,
-) -> Result<Option<(u32, String, crate::scheduling::store::events::EventTarget)>, DbError> {
+) -> Result<
+    Option<(
+        JobPosition,
+        String,
+        crate::scheduling::store::events::EventTarget,
+    )>,
+    DbError,
+> {
     let row: Option<(Uuid, i32, String, String, Uuid, NaiveDate)> = job_runs::table
         .inner_join(executions::table)
         .filter(job_runs::job_run_id.eq(job_run_id))
@@ -167,10 +175,10 @@ pub async fn job_run_identity(
         .first(conn)
         .await
         .optional()?;
-    Ok(row.map(
+    row.map(
         |(execution_id, position, job_type, client_id, config_id, business_date)| {
-            (
-                position as u32,
+            Ok((
+                super::stored_position(position)?,
                 job_type,
                 crate::scheduling::store::events::EventTarget {
                     client_id,
@@ -178,7 +186,8 @@ pub async fn job_run_identity(
                     config_id,
                     business_date,
                 },
-            )
+            ))
         },
-    ))
+    )
+    .transpose()
 }

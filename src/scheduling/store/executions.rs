@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{executions, job_runs};
-use super::DbError;
+use super::{stored_position, DbError};
 use crate::scheduling::domain::execution::{
     Counts, Execution, ExecutionKey, ExecutionPhase, ExecutionState, JobPhase, JobRun, JobState,
     Status,
@@ -95,21 +95,21 @@ pub(super) struct JobRunRow {
 
 impl JobRunRow {
     /// The bookkeeping of this job run.
-    pub(super) fn job_run(&self) -> JobRun {
-        JobRun {
+    pub(super) fn job_run(&self) -> Result<JobRun, DbError> {
+        Ok(JobRun {
             job_run_id: self.job_run_id,
-            position: self.position as u32,
+            position: stored_position(self.position)?,
             round: self.round,
             plan_failed: self.plan_failed,
             start_time: self.start_time,
             end_time: self.end_time,
-        }
+        })
     }
 
     /// The state-machine view of this job.
     pub(super) fn state(&self) -> Result<JobState, DbError> {
         Ok(JobState {
-            position: self.position as u32,
+            position: stored_position(self.position)?,
             job_type: self.job_type.clone(),
             manual: self.manual,
             released: self.released,
@@ -151,7 +151,10 @@ pub(super) fn assemble(row: ExecutionRow, jobs: Vec<JobRunRow>) -> Result<Execut
         start_time: row.start_time,
         end_time: row.end_time,
         state,
-        job_runs: jobs.iter().map(JobRunRow::job_run).collect(),
+        job_runs: jobs
+            .iter()
+            .map(JobRunRow::job_run)
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -192,7 +195,7 @@ async fn insert_jobs(
         .map(|j| {
             (
                 job_runs::execution_id.eq(execution_id),
-                job_runs::position.eq(j.position as i32),
+                job_runs::position.eq(i32::from(j.position)),
                 job_runs::job_type.eq(j.job_type.clone()),
                 job_runs::manual.eq(j.manual),
             )

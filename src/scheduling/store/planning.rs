@@ -12,6 +12,7 @@ use super::work::{discard, write_errors, BatchErrors, Count};
 use super::DbError;
 use crate::scheduling::domain::execution::JobPhase;
 use crate::scheduling::domain::work_item::PlannedItem;
+use crate::scheduling::domain::JobPosition;
 
 /// Inserts planned items numbered from `first_seq`, in one statement.
 pub async fn insert_items(
@@ -115,26 +116,37 @@ pub async fn delete_batches(conn: &mut AsyncPgConnection, job_run_id: i64) -> Re
 }
 
 /// A job run handed to this process for planning.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone)]
 pub struct PlanClaim {
     /// The job run.
-    #[diesel(sql_type = BigInt)]
     pub job_run_id: i64,
     /// Its execution.
-    #[diesel(sql_type = SqlUuid)]
     pub execution_id: Uuid,
     /// Its position.
-    #[diesel(sql_type = Integer)]
-    pub position: i32,
+    pub position: JobPosition,
     /// Its job type.
-    #[diesel(sql_type = Text)]
     pub job_type: String,
     /// The client.
-    #[diesel(sql_type = Text)]
     pub client_id: String,
     /// The business date.
-    #[diesel(sql_type = diesel::sql_types::Date)]
     pub business_date: chrono::NaiveDate,
+}
+
+/// A [`PlanClaim`] as the claim statement returns it.
+#[derive(QueryableByName)]
+struct PlanClaimRow {
+    #[diesel(sql_type = BigInt)]
+    job_run_id: i64,
+    #[diesel(sql_type = SqlUuid)]
+    execution_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    position: i32,
+    #[diesel(sql_type = Text)]
+    job_type: String,
+    #[diesel(sql_type = Text)]
+    client_id: String,
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    business_date: chrono::NaiveDate,
 }
 
 /// Claims a job run waiting to be planned (or whose planner died).
@@ -157,12 +169,23 @@ pub async fn claim_plan(
             planning = JobPhase::Planning.as_str(),
         )
     });
-    let mut rows: Vec<PlanClaim> = diesel::sql_query(SQL.as_str())
+    let mut rows: Vec<PlanClaimRow> = diesel::sql_query(SQL.as_str())
         .bind::<SqlUuid, _>(owner)
         .bind::<Double, _>(lease_secs)
         .load(conn)
         .await?;
-    Ok(rows.pop())
+    rows.pop()
+        .map(|r| {
+            Ok(PlanClaim {
+                job_run_id: r.job_run_id,
+                execution_id: r.execution_id,
+                position: super::stored_position(r.position)?,
+                job_type: r.job_type,
+                client_id: r.client_id,
+                business_date: r.business_date,
+            })
+        })
+        .transpose()
 }
 
 /// Refreshes planner statistics after a large plan, so the claim query keeps

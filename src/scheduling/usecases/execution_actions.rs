@@ -15,6 +15,7 @@ use crate::scheduling::domain::event::{ActionRecord, EventBody};
 use crate::scheduling::domain::execution::{
     snapshot, ActionKind, Execution, ExecutionKey, ExecutionState, JobState,
 };
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::engine::transition::{self, target_of, Actor};
 use crate::scheduling::engine::window;
 use crate::scheduling::store::events;
@@ -155,7 +156,7 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
-        manual_positions: &[u32],
+        manual_positions: &[JobPosition],
     ) -> Result<ActionOutcome, Error> {
         let mut conn = self.conn().await?;
         let config = load_config(&mut conn, &key.client_id, key.config_id).await?;
@@ -166,7 +167,7 @@ impl UseCases {
                 let loaded = insert_execution(conn, &config, date, &jobs).await?;
                 let outcome = format!("created with {} jobs", jobs.len());
                 let action =
-                    transition::record(conn, &loaded, &actor, ActionKind::Create, 0, outcome)
+                    transition::record(conn, &loaded, &actor, ActionKind::Create, None, outcome)
                         .await?;
                 Ok((loaded.execution_id, action))
             })
@@ -180,7 +181,7 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
-        manual_positions: &[u32],
+        manual_positions: &[JobPosition],
     ) -> Result<ActionOutcome, Error> {
         let (actor, key2) = (actor.clone(), key.clone());
         let manual_positions = manual_positions.to_vec();
@@ -205,9 +206,15 @@ impl UseCases {
                     .ok_or_else(|| Error::internal("execution vanished"))?;
                 let types: Vec<&str> = jobs.iter().map(|j| j.job_type.as_str()).collect();
                 let outcome = format!("re-snapshotted jobs: {}", types.join(", "));
-                let action =
-                    transition::record(conn, &reloaded, &actor, ActionKind::Recreate, 0, outcome)
-                        .await?;
+                let action = transition::record(
+                    conn,
+                    &reloaded,
+                    &actor,
+                    ActionKind::Recreate,
+                    None,
+                    outcome,
+                )
+                .await?;
                 Ok((action, true))
             }
             .boxed()
@@ -226,7 +233,7 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
-        manual_positions: &[u32],
+        manual_positions: &[JobPosition],
         override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let now = self.engine.clock().now();
@@ -266,7 +273,7 @@ impl UseCases {
                     transition::save(conn, &loaded, &after).await?;
                 }
                 let action =
-                    transition::record(conn, &loaded, &actor2, ActionKind::Process, 0, outcome)
+                    transition::record(conn, &loaded, &actor2, ActionKind::Process, None, outcome)
                         .await?;
                 Ok((loaded.execution_id, action, started))
             })
@@ -296,7 +303,7 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
-        position: u32,
+        position: JobPosition,
         override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let actor = actor.clone();
@@ -322,7 +329,7 @@ impl UseCases {
                     &loaded,
                     &actor,
                     ActionKind::TriggerJob,
-                    position,
+                    Some(position),
                     outcome,
                 )
                 .await?;

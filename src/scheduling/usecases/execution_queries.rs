@@ -10,6 +10,7 @@ use crate::db::Conn;
 use crate::scheduling::domain::drill_down::{ErrorCodeCount, ErroredWorkItem};
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::{Execution, ExecutionKey, JobRun, JobState};
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::engine::transition;
 use crate::scheduling::store::{drill_down, executions};
 use crate::scheduling::Error;
@@ -62,7 +63,11 @@ impl UseCases {
     }
 
     /// The first drill-down level: a job's state and counts.
-    pub async fn job_stats(&self, key: &ExecutionKey, position: u32) -> Result<JobState, Error> {
+    pub async fn job_stats(
+        &self,
+        key: &ExecutionKey,
+        position: JobPosition,
+    ) -> Result<JobState, Error> {
         let mut conn = self.conn().await?;
         Ok(job_run(&mut conn, key, position).await?.1)
     }
@@ -71,7 +76,7 @@ impl UseCases {
     pub async fn job_error_codes(
         &self,
         key: &ExecutionKey,
-        position: u32,
+        position: JobPosition,
     ) -> Result<Vec<ErrorCodeCount>, Error> {
         let mut conn = self.conn().await?;
         let (run, _) = job_run(&mut conn, key, position).await?;
@@ -84,7 +89,7 @@ impl UseCases {
     pub async fn errored_work_items(
         &self,
         key: &ExecutionKey,
-        position: u32,
+        position: JobPosition,
         error_code: &str,
         after: Option<i32>,
         limit: usize,
@@ -99,7 +104,7 @@ impl UseCases {
     pub async fn drill_down_items(
         &self,
         key: &ExecutionKey,
-        position: u32,
+        position: JobPosition,
         error_code: &str,
         include_resolved: bool,
         after: Option<i32>,
@@ -148,14 +153,8 @@ async fn load(conn: &mut Conn, key: &ExecutionKey) -> Result<Execution, Error> {
 async fn job_run(
     conn: &mut Conn,
     key: &ExecutionKey,
-    position: u32,
+    position: JobPosition,
 ) -> Result<(JobRun, JobState), Error> {
-    if position == 0 {
-        return Err(Error::invalid(
-            "position",
-            "required: a job position from 1",
-        ));
-    }
     if let Some(found) = executions::job_run_at(conn, key, position).await? {
         return Ok(found);
     }

@@ -13,6 +13,7 @@ use super::execution_actions::{apply_window, ActionOutcome};
 use super::UseCases;
 use crate::scheduling::domain::event::ActionRecord;
 use crate::scheduling::domain::execution::{ActionKind, Execution, ExecutionKey};
+use crate::scheduling::domain::JobPosition;
 use crate::scheduling::engine::transition::{self, Actor};
 use crate::scheduling::store::{executions, work};
 use crate::scheduling::Error;
@@ -24,7 +25,7 @@ impl UseCases {
         &self,
         actor: &Actor,
         key: &ExecutionKey,
-        position: u32,
+        position: JobPosition,
         override_window: bool,
     ) -> Result<ActionOutcome, Error> {
         let actor = actor.clone();
@@ -147,7 +148,8 @@ impl UseCases {
                     text.push_str(&format!("; discarded {}", summary.join("; ")));
                 }
                 let action =
-                    transition::record(conn, &loaded, &actor, ActionKind::Reset, 0, text).await?;
+                    transition::record(conn, &loaded, &actor, ActionKind::Reset, None, text)
+                        .await?;
                 Ok((action, true))
             }
             .boxed()
@@ -193,7 +195,7 @@ async fn retry(
     conn: &mut AsyncPgConnection,
     loaded: &Execution,
     actor: &Actor,
-    position: u32,
+    position: JobPosition,
     kind: ActionKind,
     batch_size: i32,
     (now, override_window): (DateTime<Utc>, bool),
@@ -222,5 +224,5 @@ async fn retry(
     };
     outcome.push_str(&apply_window(conn, loaded, &mut after, now, override_window).await?);
     transition::save(conn, loaded, &after).await?;
-    transition::record(conn, loaded, actor, kind, position, outcome).await
+    transition::record(conn, loaded, actor, kind, Some(position), outcome).await
 }

@@ -11,6 +11,8 @@
 
 use crate::scheduling::domain::config::JobSpec;
 use crate::scheduling::domain::error::{Error, Violations};
+use crate::scheduling::domain::limits::MAX_JOBS;
+use crate::scheduling::domain::position::JobPosition;
 
 mod names;
 mod record;
@@ -24,7 +26,7 @@ pub use record::{Execution, ExecutionKey, JobRun};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobState {
     /// Position from 1.
-    pub position: u32,
+    pub position: JobPosition,
     /// Catalogue job type.
     pub job_type: String,
     /// Waits for a trigger when reached.
@@ -41,7 +43,7 @@ pub struct JobState {
 
 impl JobState {
     /// A job as freshly snapshotted.
-    pub fn new(position: u32, job_type: impl Into<String>, manual: bool) -> Self {
+    pub fn new(position: JobPosition, job_type: impl Into<String>, manual: bool) -> Self {
         Self {
             position,
             job_type: job_type.into(),
@@ -108,7 +110,7 @@ impl ExecutionState {
             .all(|j| j.status == Status::Pending && j.phase == JobPhase::Waiting)
     }
 
-    fn job_mut(&mut self, position: u32) -> Result<&mut JobState, Error> {
+    fn job_mut(&mut self, position: JobPosition) -> Result<&mut JobState, Error> {
         let count = self.jobs.len();
         self.jobs
             .iter_mut()
@@ -189,7 +191,7 @@ impl ExecutionState {
     }
 
     /// A job finished planning `total` items.
-    pub fn planned(&mut self, position: u32, total: i64) -> Result<(), Error> {
+    pub fn planned(&mut self, position: JobPosition, total: i64) -> Result<(), Error> {
         let job = self.job_mut(position)?;
         job.counts = Counts {
             total,
@@ -203,7 +205,7 @@ impl ExecutionState {
 
     /// A job's plan failed as a whole: it becomes one errored work item, so
     /// the drill-down shows the failure and Retry plans again.
-    pub fn plan_failed(&mut self, position: u32) -> Result<(), Error> {
+    pub fn plan_failed(&mut self, position: JobPosition) -> Result<(), Error> {
         let job = self.job_mut(position)?;
         job.counts = Counts {
             total: 1,
@@ -224,7 +226,7 @@ impl ExecutionState {
 
     /// Per-execution manual designations (positions from 1), for an
     /// execution that has not started yet.
-    pub fn designate_manual(&mut self, positions: &[u32]) {
+    pub fn designate_manual(&mut self, positions: &[JobPosition]) {
         if !self.is_fresh() {
             return;
         }
@@ -235,7 +237,7 @@ impl ExecutionState {
 
     /// TriggerJob: releases a manual job. Refused for COMPLETED and ERROR
     /// jobs; a job already running is left alone (`false`).
-    pub fn trigger(&mut self, position: u32) -> Result<Changed, Error> {
+    pub fn trigger(&mut self, position: JobPosition) -> Result<Changed, Error> {
         let job = self.job_mut(position)?;
         match job.status {
             Status::Completed => {
@@ -269,7 +271,7 @@ impl ExecutionState {
 
     /// RetryJob: an ERROR job goes back to RUNNING with its errored items
     /// pending again. The caller re-queues those items.
-    pub fn retry(&mut self, position: u32) -> Result<(), Error> {
+    pub fn retry(&mut self, position: JobPosition) -> Result<(), Error> {
         let phase = self.phase;
         let job = self.job_mut(position)?;
         if job.status != Status::Error {
@@ -299,7 +301,7 @@ impl ExecutionState {
 
     /// RetryJob of a job whose plan failed: the job plans again from
     /// scratch (the caller discards its items).
-    pub fn retry_plan(&mut self, position: u32) -> Result<(), Error> {
+    pub fn retry_plan(&mut self, position: JobPosition) -> Result<(), Error> {
         self.retry(position)?;
         let job = self.job_mut(position)?;
         job.counts = Counts::default();
@@ -309,7 +311,7 @@ impl ExecutionState {
     }
 
     /// The first job that has errored work items (Reprocess's target).
-    pub fn first_errored_job(&self) -> Option<u32> {
+    pub fn first_errored_job(&self) -> Option<JobPosition> {
         self.jobs
             .iter()
             .find(|j| j.status == Status::Error)
@@ -367,11 +369,14 @@ impl ExecutionState {
 
 /// The job list of a configuration as an execution snapshots it, with
 /// per-execution manual designations (positions from 1, each checked).
-pub fn snapshot(jobs: &[JobSpec], manual_positions: &[u32]) -> Result<Vec<JobState>, Error> {
-    let count = jobs.len() as u32;
+pub fn snapshot(
+    jobs: &[JobSpec],
+    manual_positions: &[JobPosition],
+) -> Result<Vec<JobState>, Error> {
+    let count = jobs.len();
     let mut violations = Violations::default();
     for (i, p) in manual_positions.iter().enumerate() {
-        if *p == 0 || *p > count {
+        if p.index() >= count {
             violations.add(
                 format!("manual_job_positions[{i}]"),
                 format!("no job at position {p}; the configuration has jobs 1 to {count}"),
@@ -379,15 +384,16 @@ pub fn snapshot(jobs: &[JobSpec], manual_positions: &[u32]) -> Result<Vec<JobSta
         }
     }
     violations.into_result(())?;
-    Ok(jobs
-        .iter()
-        .zip(1u32..)
-        .map(|(spec, position)| {
-            JobState::new(
+    jobs.iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let position = JobPosition::from_index(index)
+                .ok_or_else(|| Error::invalid("jobs", format!("more than {MAX_JOBS} jobs")))?;
+            Ok(JobState::new(
                 position,
                 spec.job_type.clone(),
                 spec.manual || manual_positions.contains(&position),
-            )
+            ))
         })
-        .collect())
+        .collect()
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{ExecutionState, JobState};
+use crate::scheduling::domain::position::JobPosition;
 
 /// Names one execution: a client's configuration materialised for a
 /// business date. Every execution request carries these three.
@@ -48,7 +49,7 @@ pub struct JobRun {
     /// Identifier of the job run (work items and batches hang off it).
     pub job_run_id: i64,
     /// Position from 1.
-    pub position: u32,
+    pub position: JobPosition,
     /// Retry round: the attempt number its items are at.
     pub round: i32,
     /// The plan failed as a whole (Retry plans again).
@@ -61,12 +62,12 @@ pub struct JobRun {
 
 impl Execution {
     /// The job run at `position`.
-    pub fn job_run(&self, position: u32) -> Option<&JobRun> {
+    pub fn job_run(&self, position: JobPosition) -> Option<&JobRun> {
         self.job_runs.iter().find(|j| j.position == position)
     }
 
     /// The state of the job at `position`.
-    pub fn job(&self, position: u32) -> Option<&JobState> {
+    pub fn job(&self, position: JobPosition) -> Option<&JobState> {
         self.state.jobs.iter().find(|j| j.position == position)
     }
 

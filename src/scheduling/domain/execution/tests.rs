@@ -2,12 +2,17 @@
 
 use super::*;
 
+/// The job at `n` (from 1).
+fn at(n: u32) -> JobPosition {
+    JobPosition::parse("position", n).unwrap()
+}
+
 fn execution(manual: &[bool]) -> ExecutionState {
     ExecutionState::new(
         manual
             .iter()
             .enumerate()
-            .map(|(i, m)| JobState::new(i as u32 + 1, format!("JOB{}", i + 1), *m))
+            .map(|(i, m)| JobState::new(at(i as u32 + 1), format!("JOB{}", i + 1), *m))
             .collect(),
     )
 }
@@ -29,12 +34,12 @@ fn jobs_run_in_order_to_completion() {
     assert!(e.start());
     assert!(!e.start(), "starting twice changes nothing");
     assert_eq!(phases(&e), [JobPhase::Planning, JobPhase::Waiting]);
-    e.planned(1, 3).unwrap();
+    e.planned(at(1), 3).unwrap();
     assert_eq!(e.phase, ExecutionPhase::Running);
     settle(&mut e, 1, 3, 0);
     assert_eq!(e.jobs[0].status, Status::Completed);
     assert_eq!(phases(&e), [JobPhase::Done, JobPhase::Planning]);
-    e.planned(2, 2).unwrap();
+    e.planned(at(2), 2).unwrap();
     settle(&mut e, 2, 2, 0);
     assert_eq!(
         (e.status, e.phase),
@@ -46,9 +51,9 @@ fn jobs_run_in_order_to_completion() {
 fn zero_items_complete_at_once() {
     let mut e = execution(&[false, false]);
     e.start();
-    e.planned(1, 0).unwrap();
+    e.planned(at(1), 0).unwrap();
     assert_eq!(e.jobs[0].status, Status::Completed);
-    e.planned(2, 0).unwrap();
+    e.planned(at(2), 0).unwrap();
     assert_eq!(e.status, Status::Completed);
 }
 
@@ -56,7 +61,7 @@ fn zero_items_complete_at_once() {
 fn an_errored_job_stops_the_rest_and_retry_continues() {
     let mut e = execution(&[false, false]);
     e.start();
-    e.planned(1, 4).unwrap();
+    e.planned(at(1), 4).unwrap();
     settle(&mut e, 1, 3, 1);
     assert_eq!(
         (e.status, e.phase),
@@ -64,10 +69,10 @@ fn an_errored_job_stops_the_rest_and_retry_continues() {
     );
     assert_eq!(e.jobs[0].status, Status::Error);
     assert_eq!(e.jobs[1].phase, JobPhase::Waiting);
-    assert_eq!(e.first_errored_job(), Some(1));
+    assert_eq!(e.first_errored_job(), Some(at(1)));
 
-    assert!(e.retry(2).is_err(), "a PENDING job cannot be retried");
-    e.retry(1).unwrap();
+    assert!(e.retry(at(2)).is_err(), "a PENDING job cannot be retried");
+    e.retry(at(1)).unwrap();
     assert_eq!(
         (e.status, e.phase),
         (Status::Pending, ExecutionPhase::Running)
@@ -82,16 +87,19 @@ fn an_errored_job_stops_the_rest_and_retry_continues() {
 fn a_manual_job_waits_for_its_trigger() {
     let mut e = execution(&[false, true]);
     e.start();
-    e.planned(1, 0).unwrap();
+    e.planned(at(1), 0).unwrap();
     assert_eq!(e.phase, ExecutionPhase::AwaitingTrigger);
     assert_eq!(e.jobs[1].phase, JobPhase::AwaitingTrigger);
     assert_eq!(e.jobs[1].status, Status::Pending);
-    assert!(e.trigger(2).unwrap());
+    assert!(e.trigger(at(2)).unwrap());
     assert_eq!(e.jobs[1].phase, JobPhase::Planning);
-    assert!(!e.trigger(2).unwrap(), "a second trigger changes nothing");
-    e.planned(2, 0).unwrap();
+    assert!(
+        !e.trigger(at(2)).unwrap(),
+        "a second trigger changes nothing"
+    );
+    e.planned(at(2), 0).unwrap();
     assert_eq!(e.status, Status::Completed);
-    let done = e.trigger(2).unwrap_err();
+    let done = e.trigger(at(2)).unwrap_err();
     assert!(matches!(
         done,
         Error::FailedPrecondition {
@@ -104,9 +112,9 @@ fn a_manual_job_waits_for_its_trigger() {
 #[test]
 fn a_manual_job_released_early_does_not_pause() {
     let mut e = execution(&[false, true]);
-    assert!(e.trigger(2).unwrap());
+    assert!(e.trigger(at(2)).unwrap());
     e.start();
-    e.planned(1, 0).unwrap();
+    e.planned(at(1), 0).unwrap();
     assert_eq!(e.jobs[1].phase, JobPhase::Planning);
 }
 
@@ -114,7 +122,7 @@ fn a_manual_job_released_early_does_not_pause() {
 fn reset_returns_to_fresh() {
     let mut e = execution(&[false, true]);
     e.start();
-    e.planned(1, 2).unwrap();
+    e.planned(at(1), 2).unwrap();
     settle(&mut e, 1, 1, 1);
     e.reset();
     assert!(e.is_fresh());
@@ -125,7 +133,7 @@ fn reset_returns_to_fresh() {
 fn cancel_stops_the_active_job() {
     let mut e = execution(&[false]);
     e.start();
-    e.planned(1, 10).unwrap();
+    e.planned(at(1), 10).unwrap();
     assert!(e.is_running());
     e.cancel();
     assert_eq!(e.phase, ExecutionPhase::Cancelling);
@@ -142,7 +150,7 @@ fn cancel_stops_the_active_job() {
 fn the_exception_window_holds_and_releases() {
     let mut e = execution(&[false]);
     e.start();
-    e.planned(1, 10).unwrap();
+    e.planned(at(1), 10).unwrap();
     assert!(e.hold_for_window(true));
     assert_eq!(e.phase, ExecutionPhase::PausedByWindow);
     assert_eq!(e.jobs[0].phase, JobPhase::PausedByWindow);
@@ -155,6 +163,6 @@ fn the_exception_window_holds_and_releases() {
 #[test]
 fn unknown_positions_name_the_field() {
     let mut e = execution(&[false]);
-    let err = e.trigger(5).unwrap_err();
+    let err = e.trigger(at(5)).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(ref v) if v[0].field == "position"));
 }
