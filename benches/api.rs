@@ -10,19 +10,14 @@
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::scheduling::api::bearer::BearerKey;
-use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
-use allegro_scheduler::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
-};
-use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
-use async_trait::async_trait;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
 use tokio_util::sync::CancellationToken;
@@ -31,102 +26,11 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-/// A channel sending the benchmark's API key.
-type Keyed = InterceptedService<Channel, BearerKey>;
+use support::{bench_key, env_usize, fresh_db, percentile, Keyed, NoopJob};
 
 const DATE: &str = "2026-11-24";
 /// HTTP/2 connections the readers share.
 const CHANNELS: usize = 4;
-
-async fn bench_key(url: &str) -> BearerKey {
-    let db = allegro_scheduler::db::Db::new(url, 1).unwrap();
-    let mut conn = db.conn().await.unwrap();
-    let issued = issue_key(
-        &mut conn,
-        &KeyRequest {
-            client_id: "bench".into(),
-            name: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-            role: Role::Operator,
-            scope: ClientScope::one("bench"),
-            expire_time: None,
-            created_by: "bench".into(),
-        },
-    )
-    .await
-    .unwrap();
-    BearerKey::new(&issued.key).unwrap()
-}
-
-/// Plans `items` items and processes them without doing anything.
-struct NoopJob {
-    name: &'static str,
-    items: usize,
-}
-
-#[async_trait]
-impl JobType for NoopJob {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn description(&self) -> &str {
-        "benchmark no-op"
-    }
-    fn work_item(&self) -> &str {
-        "nothing"
-    }
-    async fn plan(&self, _ctx: &JobContext) -> Result<PlanStream, JobError> {
-        let total = self.items;
-        let chunk = 10_000;
-        let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
-            let start = c * chunk;
-            let end = (start + chunk).min(total);
-            Ok((start..end)
-                .map(|i| PlannedItem {
-                    account_id: format!("A{i:07}"),
-                    payload: serde_json::json!({ "i": i }),
-                })
-                .collect::<Vec<_>>())
-        }));
-        Ok(Box::pin(stream))
-    }
-    async fn process(
-        &self,
-        _ctx: &JobContext,
-        items: &[WorkItem],
-    ) -> Result<Vec<ItemOutcome>, JobError> {
-        Ok(items.iter().map(|_| ItemOutcome::Processed).collect())
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[idx]
-}
-
-async fn fresh_db(admin: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute("DROP DATABASE IF EXISTS allegro_bench_api WITH (FORCE)")
-        .await
-        .unwrap();
-    client
-        .batch_execute("CREATE DATABASE allegro_bench_api")
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/allegro_bench_api")
-}
 
 /// The read RPCs measured.
 #[derive(Clone, Copy, Debug)]
@@ -299,17 +203,19 @@ async fn main() {
     let seconds = env_usize("ALLEGRO_BENCH_SECONDS", 5) as u64;
     let items = env_usize("ALLEGRO_BENCH_ITEMS", 200_000);
     let streams = env_usize("ALLEGRO_BENCH_STREAMS", 50);
-    let url = fresh_db(&admin).await;
+    let url = fresh_db(&admin, "allegro_bench_api").await;
     let core =
         allegro_scheduler::billing::core_aria::CoreAriaClient::lazy("http://127.0.0.1:9").unwrap();
     let mut registry = allegro_scheduler::billing::catalogue_registry(core);
     registry.register(Arc::new(NoopJob {
         name: "NOOP_SMALL",
         items: 1_000,
+        fail: false,
     }));
     registry.register(Arc::new(NoopJob {
         name: "NOOP",
         items,
+        fail: false,
     }));
     let mut settings = ServeSettings::for_database(&url);
     settings.poll_ms = 10;
@@ -319,7 +225,7 @@ async fn main() {
     let running = server::start(&settings, registry, shutdown.clone())
         .await
         .unwrap();
-    let key = bench_key(&url).await;
+    let key = bench_key(&url, "bench").await;
     let mut readers = Vec::new();
     for _ in 0..CHANNELS {
         let channel = Channel::from_shared(format!("http://{}", running.addr))

@@ -12,142 +12,21 @@
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::scheduling::api::bearer::BearerKey;
-use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
-use allegro_scheduler::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobType, PlanStream, PlannedItem, WorkItem,
-};
-use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
-use async_trait::async_trait;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-/// A channel sending the benchmark's API key.
-type Keyed = InterceptedService<Channel, BearerKey>;
-
-/// An operator key for the `bench` client, written straight into the
-/// database.
-async fn bench_key(url: &str) -> BearerKey {
-    let db = allegro_scheduler::db::Db::new(url, 1).unwrap();
-    let mut conn = db.conn().await.unwrap();
-    let issued = issue_key(
-        &mut conn,
-        &KeyRequest {
-            client_id: "bench".into(),
-            name: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-            role: Role::Operator,
-            scope: ClientScope::one("bench"),
-            expire_time: None,
-            created_by: "bench".into(),
-        },
-    )
-    .await
-    .unwrap();
-    BearerKey::new(&issued.key).unwrap()
-}
-
-/// Plans `items` items and processes them without doing anything; with
-/// `fail`, every item errors.
-struct NoopJob {
-    name: &'static str,
-    items: usize,
-    fail: bool,
-}
-
-#[async_trait]
-impl JobType for NoopJob {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn description(&self) -> &str {
-        "benchmark no-op"
-    }
-    fn work_item(&self) -> &str {
-        "nothing"
-    }
-    async fn plan(&self, _ctx: &JobContext) -> Result<PlanStream, JobError> {
-        let total = self.items;
-        let chunk = 10_000;
-        let stream = futures_util::stream::iter((0..total.div_ceil(chunk)).map(move |c| {
-            let start = c * chunk;
-            let end = (start + chunk).min(total);
-            Ok((start..end)
-                .map(|i| PlannedItem {
-                    account_id: format!("A{i:07}"),
-                    payload: serde_json::json!({ "i": i }),
-                })
-                .collect::<Vec<_>>())
-        }));
-        Ok(Box::pin(stream))
-    }
-    async fn process(
-        &self,
-        _ctx: &JobContext,
-        items: &[WorkItem],
-    ) -> Result<Vec<ItemOutcome>, JobError> {
-        Ok(items
-            .iter()
-            .map(|_| {
-                if self.fail {
-                    ItemOutcome::error("BENCH_ERROR", "benchmark item failed on purpose")
-                } else {
-                    ItemOutcome::Processed
-                }
-            })
-            .collect())
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[idx]
-}
-
-async fn fresh_db(admin: &str) -> String {
-    let name = std::env::var("ALLEGRO_BENCH_DB_NAME").unwrap_or_else(|_| "allegro_bench".into());
-    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-    format!("{base}/{name}")
-}
+use support::{bench_key, env_usize, fresh_db, peak_rss_mb, percentile, Keyed, NoopJob};
 
 struct Bench {
     configs: JobScheduleConfigServiceClient<Keyed>,
@@ -229,7 +108,8 @@ async fn main() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let items = env_usize("ALLEGRO_BENCH_ITEMS", 1_000_000);
     let errored = env_usize("ALLEGRO_BENCH_ERRORED", 100_000);
-    let url = fresh_db(&admin).await;
+    let name = std::env::var("ALLEGRO_BENCH_DB_NAME").unwrap_or_else(|_| "allegro_bench".into());
+    let url = fresh_db(&admin, &name).await;
     let billing_accounts = env_usize("ALLEGRO_BENCH_BILLING_ACCOUNTS", 100_000);
     // The catalogue jobs (BILLING is measured below) plus the no-op jobs.
     let registry = || {
@@ -273,7 +153,7 @@ async fn main() {
         .connect()
         .await
         .unwrap();
-    let channel = InterceptedService::new(channel, bench_key(&url).await);
+    let channel = InterceptedService::new(channel, bench_key(&url, "bench").await);
     let mut bench = Bench {
         configs: JobScheduleConfigServiceClient::new(channel.clone()),
         executions: ExecutionServiceClient::new(channel.clone()),

@@ -12,6 +12,8 @@
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,8 @@ use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
+
+use support::{connect, cpu_secs, env_usize};
 
 /// A job with nothing to do: the benchmark measures starting runs.
 struct Nothing;
@@ -53,37 +57,6 @@ impl JobType for Nothing {
     ) -> Result<Vec<ItemOutcome>, JobError> {
         Ok(vec![ItemOutcome::Processed; items.len()])
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU seconds (user + system) this process has used.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 /// How long a backend may keep its statistics before flushing them (PostgreSQL

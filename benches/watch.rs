@@ -9,16 +9,15 @@
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::scheduling::api::bearer::BearerKey;
-use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::{
     ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, WorkItem,
 };
-use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use async_trait::async_trait;
@@ -28,26 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-/// An operator key for the `bench` client, written straight into the
-/// database.
-async fn bench_key(url: &str) -> BearerKey {
-    let db = allegro_scheduler::db::Db::new(url, 1).unwrap();
-    let mut conn = db.conn().await.unwrap();
-    let issued = issue_key(
-        &mut conn,
-        &KeyRequest {
-            client_id: "bench".into(),
-            name: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-            role: Role::Operator,
-            scope: ClientScope::one("bench"),
-            expire_time: None,
-            created_by: "bench".into(),
-        },
-    )
-    .await
-    .unwrap();
-    BearerKey::new(&issued.key).unwrap()
-}
+use support::{bench_key, env_usize};
 
 struct Empty;
 
@@ -72,13 +52,6 @@ impl JobType for Empty {
     ) -> Result<Vec<ItemOutcome>, JobError> {
         Ok(vec![ItemOutcome::Processed; items.len()])
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -117,7 +90,7 @@ async fn main() {
         .await
         .unwrap();
     let endpoint = format!("http://{}", running.addr);
-    let key = bench_key(&url).await;
+    let key = bench_key(&url, "bench").await;
 
     let channel = Channel::from_shared(endpoint.clone())
         .unwrap()
