@@ -26,6 +26,7 @@ use crate::scheduling::api::configs::ConfigApi;
 use crate::scheduling::api::executions::ExecutionApi;
 use crate::scheduling::api::page_token::{KeyError, PageTokens};
 use crate::scheduling::engine::liveness::Liveness;
+use crate::scheduling::engine::runtime::EngineRuntime;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::usecases::access::KeyDirectory;
@@ -191,7 +192,17 @@ pub async fn start_on(
     let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
     let usecases =
         UseCases::new(engine.clone(), hub, streams.clone()).with_request_pool(requests_db.clone());
-    let mut workers = engine.spawn_workers(shutdown.clone());
+    let engine_runtime = match settings.engine_threads {
+        0 => None,
+        threads => Some(EngineRuntime::start(threads)?),
+    };
+    let mut workers = engine.spawn_workers(
+        engine_runtime
+            .as_ref()
+            .and_then(EngineRuntime::handle)
+            .as_ref(),
+        shutdown.clone(),
+    );
     workers.push(engine.spawn_reaper(shutdown.clone()));
     workers.push(tokio::spawn(prune_events(
         engine.clone(),
@@ -287,6 +298,7 @@ pub async fn start_on(
             None => serving.await,
         };
         liveness.release().await;
+        drop(engine_runtime);
         match served {
             Ok(served) => served.map_err(ServerError::from),
             Err(e) => Err(ServerError::Stopped(e.to_string())),

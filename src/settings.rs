@@ -51,6 +51,11 @@ pub struct ServeSettings {
     /// Concurrent engine workers in this process (0: serve the API only).
     #[arg(long, env = "ALLEGRO_WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// Threads of the engine's own runtime, apart from the API's, so a
+    /// burst of calls does not slow batch processing (0: the workers share
+    /// the API's runtime).
+    #[arg(long, env = "ALLEGRO_ENGINE_THREADS", default_value_t = 2)]
+    pub engine_threads: usize,
     /// Seconds a claimed batch stays with its worker before another process
     /// may take it over.
     #[arg(long, env = "ALLEGRO_LEASE_SECS", default_value_t = 30)]
@@ -176,6 +181,7 @@ impl ServeSettings {
             db_pool_wait_ms: 1_000,
             batch_size: 1000,
             workers: 4,
+            engine_threads: 2,
             lease_secs: 30,
             poll_ms: 200,
             scheduler: true,

@@ -6,6 +6,7 @@
 pub mod liveness;
 mod planner;
 pub mod retention;
+pub mod runtime;
 pub mod scheduler;
 pub mod transition;
 pub mod window;
@@ -137,14 +138,23 @@ impl Engine {
         self.inner.wake.notify_waiters();
     }
 
-    /// Starts this process's worker tasks; they stop when `shutdown` is
-    /// cancelled, after settling the batch in hand.
+    /// Starts this process's worker tasks on `runtime` (the engine's own,
+    /// see [`runtime::EngineRuntime`]) or, with `None`, on the caller's;
+    /// they stop when `shutdown` is cancelled, after settling the batch in
+    /// hand.
     pub fn spawn_workers(
         &self,
+        runtime: Option<&tokio::runtime::Handle>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.settings().workers)
-            .map(|index| tokio::spawn(worker::run(self.clone(), shutdown.clone(), index)))
+            .map(|index| {
+                let work = worker::run(self.clone(), shutdown.clone(), index);
+                match runtime {
+                    Some(runtime) => runtime.spawn(work),
+                    None => tokio::spawn(work),
+                }
+            })
             .collect()
     }
 
