@@ -1,14 +1,27 @@
 //! The operator console in a real browser: a real server on a real
-//! PostgreSQL, driven through headless Chromium. Sign in, create a
-//! configuration and reorder its jobs, process a schedule and watch a job
-//! turn red live, drill into its errors, fix and retry until the schedule
-//! turns blue; a viewer sees no buttons; a POST without the CSRF token is
-//! refused.
+//! PostgreSQL, driven through headless Chromium (one browser for the whole
+//! test binary, see [`crate::browser`]). On the demo as the embedded
+//! default starts it: sign in with the demo key, create a configuration
+//! and reorder its jobs by dragging and with the keyboard; process the demo
+//! schedule for a date while core Aria rejects some calls and watch the
+//! sync job turn red live, drill into its errors, make core Aria accept
+//! again, Retry, and watch the schedule turn blue. A viewer sees no
+//! buttons; a POST without the CSRF token is refused.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use allegro_scheduler::billing::core_aria::{serve_standin, CoreAriaClient};
+use allegro_scheduler::billing::demo::load_demo_ledger;
+use allegro_scheduler::billing::jobs::catalogue::CATALOGUE;
+use allegro_scheduler::db::Db;
+use allegro_scheduler::proto::core_v1::core_stand_in_control_client::CoreStandInControlClient;
+use allegro_scheduler::proto::core_v1::SetFaultsRequest;
 use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
+use fantoccini::key::Key;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use crate::browser::Browser;
 use crate::support::*;
@@ -21,12 +34,143 @@ async fn server() -> (TestServer, test_jobs::Controls) {
     let url = fresh_database().await;
     let (registry, controls) = test_jobs::registry();
     let mut settings = test_settings(&url);
-    // Small batches: the slow job takes a few seconds, so the page is
-    // watched while it changes.
     settings.batch_size = 10;
     let mut server = TestServer::start_with(settings, registry).await;
     server.owns_database = true;
     (server, controls)
+}
+
+/// The demo schedule's name, as the demo loader creates it.
+const DEMO_SCHEDULE: &str = "end-of-day";
+/// The demo operator key's name, as the embedded default issues it.
+const DEMO_KEY_NAME: &str = "demo-operator";
+/// Accounts of the demo ledger here: a few hundred give every job of the
+/// recommended sequence real work.
+const DEMO_ACCOUNTS: usize = 400;
+/// The code core Aria rejects with.
+const REJECTED: &str = "CORE_ACCOUNT_LOCKED";
+
+/// The demo as the embedded default starts it: the demo ledger of
+/// [`CLIENT`] for the business date, the stand-in core Aria in-process with
+/// its control service on, the DAILY schedule of the catalogue's
+/// recommended sequence, and the client's operator key.
+struct Demo {
+    server: TestServer,
+    config_id: String,
+    key: String,
+    core: CoreStandInControlClient<Channel>,
+    stop_core: CancellationToken,
+    ledger: tokio_postgres::Client,
+}
+
+impl Demo {
+    async fn start() -> Self {
+        let url = fresh_database().await;
+        let db = Db::new(&url, 4).unwrap();
+        let date = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d").unwrap();
+        load_demo_ledger(&db, CLIENT, DEMO_ACCOUNTS, date)
+            .await
+            .unwrap();
+        let (ledger, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        // These tests are about core Aria's rejections: the demo's broken
+        // accounts, which BILLING reports on every date, are mended first
+        // (suspended ones reactivated, those whose subscription was
+        // cancelled closed), so that a retry of the sync completes the
+        // schedule.
+        ledger
+            .batch_execute(
+                "UPDATE ledger.accounts SET status = 'ACTIVE' WHERE client_id = 'acme' AND status = 'SUSPENDED'; \
+                 UPDATE ledger.accounts a SET status = 'CLOSED' FROM ledger.subscriptions s \
+                 WHERE s.client_id = a.client_id AND s.account_id = a.account_id AND s.status = 'CANCELLED' \
+                   AND a.client_id = 'acme';",
+            )
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let core_url = format!("http://{}", listener.local_addr().unwrap());
+        let stop_core = CancellationToken::new();
+        tokio::spawn(serve_standin(db, listener, true, stop_core.clone()));
+        let registry = allegro_scheduler::billing::catalogue_registry(
+            CoreAriaClient::lazy(&core_url).unwrap(),
+        );
+        let mut settings = test_settings(&url);
+        // Small batches: the page is watched while the jobs move.
+        settings.batch_size = 20;
+        let mut server = TestServer::start_with(settings, registry).await;
+        server.owns_database = true;
+        let mut schedule = daily(
+            DEMO_SCHEDULE,
+            &CATALOGUE.iter().map(|entry| entry.name).collect::<Vec<_>>(),
+        );
+        schedule.description = "Demo daily schedule: the recommended sequence".into();
+        let config_id = server
+            .configs()
+            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+                client_id: CLIENT.into(),
+                config: Some(schedule),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .config_id;
+        let key = issue_key(
+            &server.database_url,
+            DEMO_KEY_NAME,
+            Role::Operator,
+            CLIENT,
+            ClientScope::one(CLIENT),
+            None,
+        )
+        .await;
+        let core = CoreStandInControlClient::connect(core_url).await.unwrap();
+        Self {
+            server,
+            config_id,
+            key,
+            core,
+            stop_core,
+            ledger,
+        }
+    }
+
+    /// Makes core Aria reject the calls for `accounts` (none: accept all).
+    async fn reject(&self, accounts: &[String]) {
+        self.core
+            .clone()
+            .set_faults(SetFaultsRequest {
+                client_id: CLIENT.into(),
+                unavailable: false,
+                reject_accounts: accounts
+                    .iter()
+                    .map(|a| (a.clone(), REJECTED.to_string()))
+                    .collect::<HashMap<_, _>>(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Accounts with usage waiting to be synchronized, the first `n`.
+    async fn accounts_to_sync(&self, n: i64) -> Vec<String> {
+        self.ledger
+            .query(
+                "SELECT DISTINCT account_id FROM ledger.transactions \
+                 WHERE client_id = 'acme' AND sync_status = 'PENDING' ORDER BY account_id LIMIT $1",
+                &[&n],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop_core.cancel();
+        self.server.stop().await;
+    }
 }
 
 async fn sign_in(browser: &Browser, key: &str, client: &str) {
@@ -48,22 +192,27 @@ fn tile_status(job: &str) -> String {
     format!("return document.querySelector('.tile[data-job=\"{job}\"]')?.dataset.status")
 }
 
-#[tokio::test]
-async fn an_operator_runs_a_schedule_from_the_console() {
-    let (server, controls) = server().await;
-    let console = server.server.console_addr.expect("console served");
-    let key = issue_key(
-        &server.database_url,
-        "operator@acme",
-        Role::Operator,
-        "acme",
-        ClientScope::one("acme"),
-        None,
+/// Whether the `part` (`done` or `failed`) of the progress bar of `job` is
+/// drawn with a width on the page.
+fn bar_share(job: &str, part: &str) -> String {
+    format!(
+        "return document.querySelector('.tile[data-job=\"{job}\"] .progress .{part}')\
+         .getBoundingClientRect().width > 0"
     )
-    .await;
+}
+
+/// The order of the drawer's jobs.
+const JOB_ORDER: &str =
+    "return [...document.querySelectorAll('#jobs li')].map(li => li.dataset.job).join(',')";
+
+#[tokio::test]
+async fn the_demo_operator_signs_in_and_builds_a_configuration() {
+    let demo = Demo::start().await;
+    let console = demo.server.server.console_addr.expect("console served");
     let browser = Browser::open(console).await;
 
-    // Signing in: a wrong key is refused beside the form.
+    // Signing in: a wrong key is refused beside the form, the demo key
+    // signs in.
     browser.goto("/configs").await;
     assert_eq!(
         browser.path().await,
@@ -79,7 +228,7 @@ async fn an_operator_runs_a_schedule_from_the_console() {
             LIVE,
         )
         .await;
-    browser.type_into("#key", &key).await;
+    browser.type_into("#key", &demo.key).await;
     browser.shot("01-sign-in").await;
     browser.click("#signin").await;
     browser
@@ -89,10 +238,18 @@ async fn an_operator_runs_a_schedule_from_the_console() {
             LIVE,
         )
         .await;
+    browser
+        .until(
+            "the demo schedule in the list",
+            &format!(
+                "return !!document.querySelector('#configs tr[data-name=\"{DEMO_SCHEDULE}\"]')"
+            ),
+            LIVE,
+        )
+        .await;
 
     // A configuration from the drawer: the preview follows the rule, a
-    // missing name is refused beside its field, jobs are reordered with
-    // the keyboard alternative to dragging.
+    // missing name is refused beside its field.
     browser.click("#new-config").await;
     browser
         .click("input[name=frequency][value=SCHEDULED]")
@@ -110,19 +267,44 @@ async fn an_operator_runs_a_schedule_from_the_console() {
             LIVE,
         )
         .await;
+    for job in ["BILLTIME_USAGE_RATING", "SYNC_TRANSACTION", "BILLING"] {
+        browser
+            .js(&format!(
+                "document.querySelector('#catalogue').value = '{job}'"
+            ))
+            .await;
+        browser.click("#add-job").await;
+    }
+    assert_eq!(
+        browser.js(JOB_ORDER).await,
+        "BILLTIME_USAGE_RATING,SYNC_TRANSACTION,BILLING"
+    );
+
+    // Reordered by dragging: BILLING onto the first job.
     browser
-        .js("document.querySelector('#catalogue').value = 'FLAKY'")
+        .drag(
+            "#jobs li[data-job=BILLING] .grip",
+            "#jobs li[data-job=BILLTIME_USAGE_RATING]",
+        )
         .await;
-    browser.click("#add-job").await;
+    assert_eq!(
+        browser.js(JOB_ORDER).await,
+        "BILLING,BILLTIME_USAGE_RATING,SYNC_TRANSACTION",
+        "dragged to the top"
+    );
+    // And with the keyboard: Enter on SYNC_TRANSACTION's "up" button, twice
+    // (the button keeps the focus as its job moves).
     browser
-        .js("document.querySelector('#catalogue').value = 'SLOW'")
+        .js("document.querySelector(\"button[aria-label='Move SYNC_TRANSACTION up']\").focus()")
         .await;
-    browser.click("#add-job").await;
-    browser.click("button[aria-label='Move SLOW up']").await;
-    let order = browser
-        .js("return [...document.querySelectorAll('#jobs li')].map(li => li.dataset.job).join(',')")
-        .await;
-    assert_eq!(order, "SLOW,FLAKY");
+    browser.press(Key::Enter).await;
+    browser.press(Key::Enter).await;
+    assert_eq!(
+        browser.js(JOB_ORDER).await,
+        "SYNC_TRANSACTION,BILLING,BILLTIME_USAGE_RATING",
+        "moved up twice with the keyboard"
+    );
+
     browser.click("#save-config").await;
     browser
         .until(
@@ -146,10 +328,13 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         )
         .await;
     browser.shot("03-configurations").await;
-    let configs = server
+
+    // Saved as shown.
+    let configs = demo
+        .server
         .configs()
         .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
-            client_id: "acme".into(),
+            client_id: CLIENT.into(),
             ..Default::default()
         })
         .await
@@ -161,19 +346,55 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         .find(|c| c.name == "month-end")
         .expect("saved");
     let jobs: Vec<&str> = config.jobs.iter().map(|j| j.job_type.as_str()).collect();
-    assert_eq!(jobs, ["SLOW", "FLAKY"]);
+    assert_eq!(
+        jobs,
+        ["SYNC_TRANSACTION", "BILLING", "BILLTIME_USAGE_RATING"]
+    );
     assert_eq!(config.scheduled_time, "18:30:00");
     assert_eq!(config.frequency, pb::Frequency::Scheduled as i32);
 
-    // The schedule for a date: nothing yet, then Process; the page follows
-    // the stream and the FLAKY tile turns red without a reload.
-    browser
-        .goto(&format!("/schedules/{}?date={DATE}", config.config_id))
-        .await;
+    browser.close().await;
+    demo.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_schedule_turns_red_live_and_blue_after_a_retry() {
+    let demo = Demo::start().await;
+    let console = demo.server.server.console_addr.expect("console served");
+    // Core Aria rejects the calls of five accounts that have usage to sync.
+    let rejected = demo.accounts_to_sync(5).await;
+    assert_eq!(rejected.len(), 5);
+    demo.reject(&rejected).await;
+
+    let browser = Browser::open(console).await;
+    sign_in(&browser, &demo.key, "").await;
+
+    // The demo schedule from the side list, then the date from the picker.
+    browser.click("nav a[href='/schedules']").await;
     browser
         .until(
-            "the live stream",
-            "return document.querySelector('#schedule-body').dataset.liveState === 'open'",
+            "the demo schedule",
+            &format!(
+                "return document.querySelector('#schedule-name')?.textContent === '{DEMO_SCHEDULE}'"
+            ),
+            LIVE,
+        )
+        .await;
+    assert_eq!(
+        browser.path().await,
+        format!("/schedules/{}", demo.config_id)
+    );
+    browser
+        .js(&format!("document.querySelector('#date').value = '{DATE}'"))
+        .await;
+    browser.click(".date-picker button").await;
+    browser
+        .until(
+            "the date's live stream",
+            &format!(
+                "return location.search === '?date={DATE}' && \
+                 document.querySelector('#schedule-body')?.dataset.liveState === 'open'"
+            ),
             LIVE,
         )
         .await;
@@ -183,22 +404,16 @@ async fn an_operator_runs_a_schedule_from_the_console() {
             .await,
         "NONE"
     );
+
+    // Process: the page follows the stream and the sync job's tile turns
+    // red without a reload.
     browser.js("window.notReloaded = true").await;
-    browser
-        .type_into("input[name=reason]", "month-end close")
-        .await;
+    browser.type_into("input[name=reason]", "end of day").await;
     browser.click("#process").await;
     browser
         .until(
-            "a running execution",
-            &format!("{} === 'PENDING'", tile_status("SLOW")),
-            LIVE,
-        )
-        .await;
-    browser
-        .until(
             "the red tile",
-            &format!("{} === 'ERROR'", tile_status("FLAKY")),
+            &format!("{} === 'ERROR'", tile_status("SYNC_TRANSACTION")),
             LIVE,
         )
         .await;
@@ -221,6 +436,44 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         "ERROR",
         "the status is written, not only coloured"
     );
+    assert_eq!(
+        browser.js(&tile_status("BILLTIME_USAGE_RATING")).await,
+        "COMPLETED"
+    );
+    assert_eq!(
+        browser.js(&tile_status("BILLING")).await,
+        "PENDING",
+        "BILLING waits behind the errored sync"
+    );
+    // The buttons of an errored schedule: Reprocess, not Process; Retry on
+    // the errored job only.
+    let enabled = |css: &str| format!("return !document.querySelector(\"{css}\").disabled");
+    assert_eq!(browser.js(&enabled("#reprocess")).await, true);
+    assert_eq!(browser.js(&enabled("#process")).await, false);
+    assert_eq!(browser.js(&enabled("#create")).await, false);
+    assert_eq!(
+        browser
+            .js(&enabled(
+                ".tile[data-job=SYNC_TRANSACTION] button[data-action=retry]"
+            ))
+            .await,
+        true
+    );
+    assert_eq!(
+        browser
+            .js(&enabled(
+                ".tile[data-job=BILLTIME_USAGE_RATING] button[data-action=retry]"
+            ))
+            .await,
+        false
+    );
+    // The progress bar shows the errors (a bar the page's content
+    // security policy would blank shows nothing).
+    assert_eq!(
+        browser.js(&bar_share("SYNC_TRANSACTION", "failed")).await,
+        true,
+        "the errored share of the bar is drawn"
+    );
     browser.shot("04-schedule-error").await;
 
     // A POST without the CSRF token is refused, with the session cookie.
@@ -229,15 +482,17 @@ async fn an_operator_runs_a_schedule_from_the_console() {
             "return fetch('/schedules/{}/{DATE}/reset', {{method: 'POST', \
              headers: {{'content-type': 'application/x-www-form-urlencoded'}}, body: 'reason=x'}}) \
              .then(r => r.status)",
-            config.config_id
+            demo.config_id
         ))
         .await;
     assert_eq!(refused, 403);
 
-    // Stats: counts, an error code, an item's payload.
-    browser.click(".tile[data-job=FLAKY] summary").await;
+    // Stats: counts, core Aria's code, an item's payload.
     browser
-        .click(".tile[data-job=FLAKY] a[data-action=stats]")
+        .click(".tile[data-job=SYNC_TRANSACTION] summary")
+        .await;
+    browser
+        .click(".tile[data-job=SYNC_TRANSACTION] a[data-action=stats]")
         .await;
     browser
         .until(
@@ -248,15 +503,20 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         .await;
     assert_eq!(
         browser
-            .js("return document.querySelector('#stat-total').textContent")
+            .js("return document.querySelector('#stat-errors').textContent")
             .await,
-        "200"
+        "5"
     );
-    browser.click("#codes a[data-code=ACCOUNT_INACTIVE]").await;
+    browser
+        .click(&format!("#codes a[data-code={REJECTED}]"))
+        .await;
     browser
         .until(
             "the code's items",
-            "return location.search.includes('code=ACCOUNT_INACTIVE') && document.querySelectorAll('#items details').length > 0",
+            &format!(
+                "return location.search.includes('code={REJECTED}') && \
+                 document.querySelectorAll('#items details').length === 5"
+            ),
             LIVE,
         )
         .await;
@@ -266,11 +526,25 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         .await;
     let payload: serde_json::Value =
         serde_json::from_str(payload.as_str().expect("text")).expect("the payload is JSON");
-    assert_eq!(payload["business_date"], DATE);
-    assert_eq!(payload["index"].as_u64().unwrap() % 7, 0);
+    let account = payload["account_id"]
+        .as_str()
+        .expect("the payload's account");
+    assert!(rejected.iter().any(|a| a == account), "{payload}");
+    assert!(
+        !payload["transaction_ids"].as_array().unwrap().is_empty(),
+        "{payload}"
+    );
+    let shown: BTreeSet<String> = serde_json::from_value(
+        browser
+            .js("return [...document.querySelectorAll('#items tbody tr:not(.payload-row) td:first-child')].map(td => td.textContent)")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(shown, rejected.iter().cloned().collect::<BTreeSet<_>>());
     browser.shot("05-stats-drawer").await;
 
-    // Fix the cause, Retry from the menu, and the schedule turns blue.
+    // Core Aria accepts again; Retry from the menu, and the schedule runs
+    // on to the end and turns blue.
     browser.click("#close-stats").await;
     browser
         .until(
@@ -280,10 +554,12 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         )
         .await;
     browser.js("window.notReloaded = true").await;
-    controls.flaky.apply();
-    browser.click(".tile[data-job=FLAKY] summary").await;
+    demo.reject(&[]).await;
     browser
-        .click(".tile[data-job=FLAKY] button[data-action=retry]")
+        .click(".tile[data-job=SYNC_TRANSACTION] summary")
+        .await;
+    browser
+        .click(".tile[data-job=SYNC_TRANSACTION] button[data-action=retry]")
         .await;
     browser
         .until(
@@ -297,20 +573,40 @@ async fn an_operator_runs_a_schedule_from_the_console() {
         true,
         "no reload"
     );
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('.tile')].map(t => t.dataset.status).join(',')")
+            .await,
+        "COMPLETED,COMPLETED,COMPLETED,COMPLETED"
+    );
     let history = browser
         .js("return document.querySelector('#history').textContent")
         .await;
     let history = history.as_str().unwrap();
-    assert!(history.contains("operator@acme"), "{history}");
+    assert!(history.contains(DEMO_KEY_NAME), "{history}");
     assert!(
         history.contains("RETRY_JOB") && history.contains("PROCESS"),
         "{history}"
     );
-    assert!(history.contains("month-end close"), "{history}");
+    assert!(history.contains("end of day"), "{history}");
+    assert_eq!(
+        browser.js(&bar_share("SYNC_TRANSACTION", "done")).await,
+        true,
+        "the processed share of the bar is drawn"
+    );
+    assert_eq!(
+        browser
+            .js("const bar = document.querySelector('.tile[data-job=SYNC_TRANSACTION] .progress'); \
+                 return Math.round(bar.querySelector('.done').getBoundingClientRect().width) \
+                 === Math.round(bar.getBoundingClientRect().width)")
+            .await,
+        true,
+        "all processed: the whole bar"
+    );
     browser.shot("06-schedule-completed").await;
 
     browser.close().await;
-    server.stop().await;
+    demo.stop().await;
 }
 
 #[tokio::test]
