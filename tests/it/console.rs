@@ -874,3 +874,140 @@ async fn the_live_stream_resumes_after_the_last_event_and_needs_a_session() {
     assert_eq!(http.request(request).await.unwrap().status(), 403);
     server.stop().await;
 }
+
+/// The text of a GET of the console with the session cookie.
+async fn get_text(http: &http::Http, url: &str, cookie: &str) -> String {
+    use http_body_util::BodyExt;
+    let response = http
+        .request(
+            ::http::Request::get(url)
+                .header("cookie", cookie)
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The opening tag of the element `id` in `html`.
+fn tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} in {html}"));
+    let start = html[..at].rfind('<').unwrap();
+    let end = at + html[at..].find('>').unwrap();
+    &html[start..=end]
+}
+
+#[tokio::test]
+async fn the_buttons_follow_the_domain_and_reset_stops_a_running_execution() {
+    use allegro_scheduler::clock::ManualClock;
+    // A clock inside the configuration's exception window: Process holds
+    // the execution there (PAUSED_BY_WINDOW), running but still.
+    let url = fresh_database().await;
+    let (registry, _) = test_jobs::registry();
+    let clock = ManualClock::new(
+        chrono::DateTime::parse_from_rfc3339("2026-11-24T23:00:00Z")
+            .unwrap()
+            .to_utc(),
+    );
+    let mut server =
+        TestServer::start_with_clock(test_settings(&url), registry, std::sync::Arc::new(clock))
+            .await;
+    server.owns_database = true;
+    let mut config = daily("eod", &["ITEMS_75"]);
+    config.exception_start_time = "22:00:00".into();
+    config.exception_end_time = "02:00:00".into();
+    let config_id = server
+        .configs()
+        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+            client_id: CLIENT.into(),
+            config: Some(config),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config_id;
+    let key = issue_key(
+        &server.database_url,
+        "operator@acme",
+        Role::Operator,
+        CLIENT,
+        ClientScope::one(CLIENT),
+        None,
+    )
+    .await;
+    let base = format!("http://{}", server.server.console_addr.unwrap());
+    let http = http::client();
+    let cookie = http::sign_in(&http, &base, &key).await;
+    let body_url = format!("{base}/schedules/{config_id}/{DATE}/body");
+    let disabled = |html: &str, id: &str| tag(html, id).contains(" disabled");
+
+    // No execution: Create and Process.
+    let none = get_text(&http, &body_url, &cookie).await;
+    assert!(!disabled(&none, "create") && !disabled(&none, "process"));
+    assert!(!none.contains("id=\"reset\""), "nothing to reset");
+
+    server
+        .executions()
+        .process_execution(pb::ProcessExecutionRequest {
+            client_id: CLIENT.into(),
+            config_id: config_id.clone(),
+            business_date: DATE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let held = get_text(&http, &body_url, &cookie).await;
+    assert!(held.contains("data-status=\"PENDING\""), "{held}");
+    assert!(disabled(&held, "create"), "Create disabled after creation");
+    assert!(disabled(&held, "process"), "Process disabled once started");
+    assert!(
+        disabled(&held, "recreate"),
+        "Recreate only before it starts"
+    );
+    assert!(
+        disabled(&held, "reprocess"),
+        "Reprocess only with an errored job"
+    );
+    assert!(!disabled(&held, "reset"));
+    assert!(
+        held.contains("name=\"cancel_in_flight\" value=\"on\""),
+        "a Reset of a running execution stops its work first"
+    );
+
+    // Reset as the page posts it: accepted, and the execution is fresh.
+    let page = get_text(
+        &http,
+        &format!("{base}/schedules/{config_id}?date={DATE}"),
+        &cookie,
+    )
+    .await;
+    let token = page
+        .split("<meta name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let reset = http
+        .request(
+            ::http::Request::post(format!("{base}/schedules/{config_id}/{DATE}/reset"))
+                .header("cookie", &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-console-fetch", "1")
+                .body(http_body_util::Full::from(format!(
+                    "csrf={token}&reason=start+over&cancel_in_flight=on"
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    let fresh = get_text(&http, &body_url, &cookie).await;
+    assert!(!disabled(&fresh, "process") && !disabled(&fresh, "recreate"));
+    assert!(!fresh.contains("cancel_in_flight"), "nothing runs now");
+    server.stop().await;
+}
