@@ -18,10 +18,13 @@ use super::failure::{page, Failure};
 use super::Console;
 use crate::scheduling::api;
 use crate::scheduling::domain;
+use crate::scheduling::domain::available_actions::{
+    available_actions, AvailableActions, ExecutionActions, JobActions,
+};
 use crate::scheduling::domain::config::JobScheduleConfig;
 use crate::scheduling::domain::drill_down::ErroredWorkItem;
 use crate::scheduling::domain::event::ActionRecord;
-use crate::scheduling::domain::execution::{Execution, ExecutionPhase, JobState, Status};
+use crate::scheduling::domain::execution::{Execution, JobState, Status};
 use crate::scheduling::domain::time_of_day;
 use crate::scheduling::domain::JobPosition;
 use crate::scheduling::usecases::ExecutionKey;
@@ -45,12 +48,12 @@ pub struct Tile {
     pending: i64,
     processed_pct: i64,
     errored_pct: i64,
-    can_trigger: bool,
-    can_retry: bool,
+    /// The job's menu, as the domain allows it now.
+    actions: JobActions,
 }
 
 impl Tile {
-    fn of(job: &JobState) -> Self {
+    fn of(job: &JobState, available: &AvailableActions) -> Self {
         let c = job.counts;
         let pct = |n: i64| if c.total > 0 { n * 100 / c.total } else { 0 };
         Self {
@@ -69,11 +72,7 @@ impl Tile {
                 pct(c.processed)
             },
             errored_pct: pct(c.errored),
-            // The document's menu: Process Action not for COMPLETED or
-            // ERROR jobs; Retry for ERROR jobs only (the use cases refuse
-            // the rest with the product's reasons).
-            can_trigger: job.status == Status::Pending,
-            can_retry: job.status == Status::Error,
+            actions: available.job(job.position).unwrap_or_default(),
         }
     }
 }
@@ -111,27 +110,21 @@ pub struct ExecutionView {
     automatic: bool,
     tiles: Vec<Tile>,
     history: Vec<HistoryRow>,
-    can_recreate: bool,
-    can_process: bool,
-    can_reprocess: bool,
 }
 
 impl ExecutionView {
-    fn of(e: &Execution, actions: &[ActionRecord]) -> Self {
+    fn of(e: &Execution, available: &AvailableActions, actions: &[ActionRecord]) -> Self {
         Self {
             status: e.state.status.as_str(),
             phase: e.state.phase.as_str(),
             automatic: e.automatic,
-            tiles: e.state.jobs.iter().map(Tile::of).collect(),
+            tiles: e
+                .state
+                .jobs
+                .iter()
+                .map(|job| Tile::of(job, available))
+                .collect(),
             history: actions.iter().rev().map(HistoryRow::of).collect(),
-            // The document's buttons: Recreate while pending and never
-            // started, Process until started, Reprocess with an errored job.
-            can_recreate: e.state.status == Status::Pending && e.state.is_fresh(),
-            can_process: matches!(
-                e.state.phase,
-                ExecutionPhase::NotStarted | ExecutionPhase::Missed
-            ),
-            can_reprocess: e.state.first_errored_job().is_some(),
         }
     }
 }
@@ -147,6 +140,8 @@ pub struct Body {
     window: String,
     jobs: Vec<(u32, String, bool)>,
     execution: Option<ExecutionView>,
+    /// The buttons the domain allows now (shown to operators only).
+    actions: ExecutionActions,
     may_act: bool,
     csrf: String,
 }
@@ -289,12 +284,13 @@ async fn body_of(
         .usecases
         .get_config(&key.client_id, key.config_id)
         .await?;
-    let execution = match console.usecases.get_execution(key).await {
+    let (execution, available) = match console.usecases.get_execution(key).await {
         Ok(e) => {
-            let actions = console.usecases.execution_actions(key).await?;
-            Some(ExecutionView::of(&e, &actions))
+            let history = console.usecases.execution_actions(key).await?;
+            let available = available_actions(Some(&e.state));
+            (Some(ExecutionView::of(&e, &available, &history)), available)
         }
-        Err(Error::Domain(domain::Error::NotFound { .. })) => None,
+        Err(Error::Domain(domain::Error::NotFound { .. })) => (None, available_actions(None)),
         Err(e) => return Err(e.into()),
     };
     let d = &config.draft;
@@ -324,6 +320,7 @@ async fn body_of(
             .map(|(i, j)| (i as u32 + 1, j.job_type.clone(), j.manual))
             .collect(),
         execution,
+        actions: available.execution,
         may_act: session.may_act(),
         csrf: session.csrf.clone(),
     };

@@ -1,6 +1,7 @@
 //! The pure core of the scheduler: rules and state, no I/O.
 
 pub mod access;
+pub mod available_actions;
 pub mod calendar;
 pub mod config;
 pub mod drill_down;

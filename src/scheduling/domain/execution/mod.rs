@@ -9,6 +9,7 @@
 //!   is ERROR. The execution is COMPLETED when every job is.
 //! - A manual job waits (PENDING, AWAITING_TRIGGER) until triggered.
 
+use crate::scheduling::domain::available_actions;
 use crate::scheduling::domain::config::JobSpec;
 use crate::scheduling::domain::error::{Error, Violations};
 use crate::scheduling::domain::limits::MAX_JOBS;
@@ -126,10 +127,7 @@ impl ExecutionState {
     /// Starts a fresh execution. `false` (nothing done) when it was already
     /// started.
     pub fn start(&mut self) -> Changed {
-        if !matches!(
-            self.phase,
-            ExecutionPhase::NotStarted | ExecutionPhase::Missed
-        ) {
+        if !available_actions::may_start(self.phase) {
             return false;
         }
         self.phase = ExecutionPhase::Running;
@@ -239,27 +237,7 @@ impl ExecutionState {
     /// jobs; a job already running is left alone (`false`).
     pub fn trigger(&mut self, position: JobPosition) -> Result<Changed, Error> {
         let job = self.job_mut(position)?;
-        match job.status {
-            Status::Completed => {
-                return Err(Error::precondition(
-                    "JOB_COMPLETED",
-                    format!(
-                        "job {position} ({}) is COMPLETED; nothing to trigger",
-                        job.job_type
-                    ),
-                ))
-            }
-            Status::Error => {
-                return Err(Error::precondition(
-                    "JOB_ERRORED",
-                    format!(
-                        "job {position} ({}) is in ERROR; use RetryJob to re-run its errored items",
-                        job.job_type
-                    ),
-                ))
-            }
-            Status::Pending => {}
-        }
+        available_actions::check_trigger(job)?;
         if job.is_active() || job.released || !job.manual && job.phase != JobPhase::AwaitingTrigger
         {
             return Ok(false);
@@ -274,22 +252,7 @@ impl ExecutionState {
     pub fn retry(&mut self, position: JobPosition) -> Result<(), Error> {
         let phase = self.phase;
         let job = self.job_mut(position)?;
-        if job.status != Status::Error {
-            return Err(Error::precondition(
-                "JOB_NOT_IN_ERROR",
-                format!(
-                    "job {position} ({}) is {}; only an ERROR job can be retried",
-                    job.job_type,
-                    job.status.as_str()
-                ),
-            ));
-        }
-        if phase == ExecutionPhase::Cancelling {
-            return Err(Error::precondition(
-                "EXECUTION_CANCELLING",
-                "the execution is being reset; retry after the reset",
-            ));
-        }
+        available_actions::check_retry(phase, job)?;
         job.status = Status::Pending;
         job.phase = JobPhase::Running;
         job.counts.errored = 0;
