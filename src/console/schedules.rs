@@ -72,7 +72,7 @@ impl Tile {
                 pct(c.processed)
             },
             errored_pct: pct(c.errored),
-            actions: available.job(job.position).unwrap_or_default(),
+            actions: available.job_or_none(job.position),
         }
     }
 }

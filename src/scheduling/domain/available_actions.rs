@@ -13,6 +13,7 @@
 
 use super::error::Error;
 use super::execution::{ExecutionPhase, ExecutionState, JobState, Status};
+use super::position::JobPosition;
 
 /// The actions on an execution as a whole, for one business date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,10 +35,10 @@ pub struct ExecutionActions {
 }
 
 /// The actions of one job's menu.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobActions {
     /// The job's position (from 1).
-    pub position: u32,
+    pub position: JobPosition,
     /// Process Action (TriggerJob): not for COMPLETED or ERROR jobs.
     pub process_action: bool,
     /// Retry: ERROR jobs only, and not while the execution is being reset.
@@ -57,8 +58,19 @@ pub struct AvailableActions {
 
 impl AvailableActions {
     /// The menu of the job at `position`, if there is one.
-    pub fn job(&self, position: u32) -> Option<JobActions> {
+    pub fn job(&self, position: JobPosition) -> Option<JobActions> {
         self.jobs.iter().find(|j| j.position == position).copied()
+    }
+
+    /// The menu of the job at `position`: no action (but Stats) when the
+    /// execution has no such job.
+    pub fn job_or_none(&self, position: JobPosition) -> JobActions {
+        self.job(position).unwrap_or(JobActions {
+            position,
+            process_action: false,
+            retry: false,
+            stats: true,
+        })
     }
 }
 

@@ -2,12 +2,18 @@
 //! agreement with what the state machine's actions accept.
 
 use super::*;
+
+/// The job at `n` (from 1).
+fn at(n: u32) -> JobPosition {
+    JobPosition::parse("position", n).unwrap()
+}
 use crate::scheduling::domain::execution::JobPhase;
+use crate::scheduling::domain::JobPosition;
 
 fn execution(jobs: usize) -> ExecutionState {
     ExecutionState::new(
         (1..=jobs as u32)
-            .map(|p| JobState::new(p, format!("JOB{p}"), false))
+            .map(|p| JobState::new(at(p), format!("JOB{p}"), false))
             .collect(),
     )
 }
@@ -23,9 +29,9 @@ fn settle(e: &mut ExecutionState, position: u32, processed: i64, errored: i64) {
 fn errored() -> ExecutionState {
     let mut e = execution(3);
     e.start();
-    e.planned(1, 2).unwrap();
+    e.planned(at(1), 2).unwrap();
     settle(&mut e, 1, 2, 0);
-    e.planned(2, 3).unwrap();
+    e.planned(at(2), 3).unwrap();
     settle(&mut e, 2, 2, 1);
     e
 }
@@ -73,15 +79,15 @@ fn a_created_execution_can_be_recreated_processed_and_reset_not_created() {
 fn a_started_execution_cannot_be_processed_or_recreated_and_reset_stops_its_work() {
     let mut e = execution(2);
     e.start();
-    e.planned(1, 5).unwrap();
+    e.planned(at(1), 5).unwrap();
     let a = available_actions(Some(&e));
     assert!(!a.execution.create);
     assert!(!a.execution.process, "Process disabled once started");
     assert!(!a.execution.recreate, "Recreate only while never started");
     assert!(!a.execution.reprocess);
     assert!(a.execution.reset && a.execution.reset_stops_work);
-    assert_eq!(a.job(1).map(|j| j.process_action), Some(true));
-    assert_eq!(a.job(3), None);
+    assert_eq!(a.job(at(1)).map(|j| j.process_action), Some(true));
+    assert_eq!(a.job(at(3)), None);
 }
 
 #[test]
@@ -118,7 +124,7 @@ fn nothing_is_retried_while_a_reset_cancels_the_work() {
 fn a_completed_execution_offers_reset_and_stats_only() {
     let mut e = execution(1);
     e.start();
-    e.planned(1, 0).unwrap();
+    e.planned(at(1), 0).unwrap();
     assert_eq!(e.status, Status::Completed);
     let a = available_actions(Some(&e));
     assert_eq!(
@@ -164,7 +170,7 @@ fn step(e: &mut ExecutionState, steps: &mut Steps) {
         1 | 2 => {
             if e.jobs[position as usize - 1].phase == JobPhase::Planning {
                 let total = steps.next(3) as i64;
-                e.planned(position, total).unwrap();
+                e.planned(at(position), total).unwrap();
             }
         }
         3 | 4 => {
@@ -175,10 +181,10 @@ fn step(e: &mut ExecutionState, steps: &mut Steps) {
             }
         }
         5 => {
-            let _ = e.retry(position);
+            let _ = e.retry(at(position));
         }
         6 => {
-            let _ = e.trigger(position);
+            let _ = e.trigger(at(position));
         }
         7 => {
             e.hold_for_window(steps.next(2) == 0);
@@ -194,7 +200,7 @@ fn step(e: &mut ExecutionState, steps: &mut Steps) {
             if steps.next(3) == 0 {
                 e.mark_missed();
             } else {
-                e.designate_manual(&[position]);
+                e.designate_manual(&[at(position)]);
             }
         }
     }
