@@ -5,7 +5,9 @@
 //! `cargo bench --bench api` (env: ALLEGRO_BENCH_DATABASE_URL, an admin
 //! URL, default postgres://postgres@127.0.0.1:5432/postgres;
 //! ALLEGRO_BENCH_SECONDS per RPC, default 5; ALLEGRO_BENCH_ITEMS for the
-//! engine job, default 200000; ALLEGRO_BENCH_STREAMS, default 50).
+//! engine job, default 200000; ALLEGRO_BENCH_STREAMS, default 50;
+//! ALLEGRO_BENCH_REQUEST_POOL and ALLEGRO_BENCH_ENGINE_THREADS override the
+//! server's defaults, to compare).
 
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -221,6 +223,8 @@ async fn main() {
     settings.poll_ms = 10;
     settings.scheduler = false;
     settings.max_requests_per_key = 10_000;
+    settings.db_pool_size = env_usize("ALLEGRO_BENCH_REQUEST_POOL", settings.db_pool_size);
+    settings.engine_threads = env_usize("ALLEGRO_BENCH_ENGINE_THREADS", settings.engine_threads);
     let shutdown = CancellationToken::new();
     let running = server::start(&settings, registry, shutdown.clone())
         .await
@@ -255,8 +259,9 @@ async fn main() {
 
     println!(
         "api benchmark: {streams} concurrent streams over {CHANNELS} HTTP/2 connections, \
-         {seconds} s per RPC, local PostgreSQL, request pool {}, engine pool {}",
-        settings.db_pool_size, settings.engine_db_pool_size
+         {seconds} s per RPC, local PostgreSQL, request pool {}, engine pool {}, \
+         engine threads {}",
+        settings.db_pool_size, settings.engine_db_pool_size, settings.engine_threads
     );
     println!(
         "{:<30} {:>11} {:>9} {:>9} {:>9}",
