@@ -53,6 +53,9 @@ async fn a_killed_process_holding_hour_long_leases_is_taken_over_at_once() {
         .unwrap()
         .get(0);
     assert_eq!(open, 0);
+    // Each batch the dead process held was taken over once, and counted so.
+    let m = crate::observability::Samples::scrape(second.metrics_addr).await;
+    assert_eq!(m.get("allegro_lease_takeovers_total", &[]), held as f64);
     drop(second);
     drop_database(&url).await;
 }
