@@ -24,6 +24,7 @@ mod processes;
 mod recovery;
 mod retention;
 mod scheduling;
+mod service_process;
 mod support;
 mod test_jobs;
 mod tls;
