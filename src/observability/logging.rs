@@ -1,5 +1,6 @@
-//! The binary's log and trace output: human-readable text by default, or
-//! one JSON object per line (`--log-format json`) for log shippers. Spans
+//! The binary's log and trace output, on stderr: human-readable text by
+//! default, or one JSON object per line (`--log-format json`) for log
+//! shippers. Spans
 //! (one per RPC, one per plan and per batch) put their fields, such as the
 //! client and the execution id, on every line logged inside them.
 //!
@@ -108,12 +109,18 @@ pub fn init(format: LogFormat) -> Telemetry {
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE_NAME)));
+    // Logs go to stderr: stdout is the commands' output (the key
+    // `create-admin-key` prints, for `KEY=$(...)`).
     let (text, json) = match format {
-        LogFormat::Text => (Some(tracing_subscriber::fmt::layer()), None),
+        LogFormat::Text => (
+            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            None,
+        ),
         LogFormat::Json => (
             None,
             Some(
                 tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
                     .json()
                     .with_current_span(true)
                     .with_span_list(true),

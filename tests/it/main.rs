@@ -21,6 +21,7 @@ mod load;
 mod observability;
 mod operator;
 mod processes;
+mod readme;
 mod recovery;
 mod retention;
 mod scheduling;

@@ -1,8 +1,8 @@
 //! The `allegro-scheduler` binary run as a child process, the way an
 //! operator runs it: for what only a whole process shows (its tracing
 //! subscriber, set once per process; its OTLP export on shutdown; the
-//! embedded default database). It logs JSON lines, which the tests read to
-//! learn its addresses.
+//! embedded default database). It logs JSON lines on stderr, which the
+//! tests read to learn its addresses.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -35,20 +35,20 @@ impl ServiceProcess {
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (name, value) in envs {
             command.env(name, value);
         }
         let mut child = command.spawn().expect("start the service binary");
-        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::unbounded_channel();
         let log = Arc::new(Mutex::new(Vec::new()));
         let kept = log.clone();
         tokio::spawn(async move {
-            let mut stdout = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = stdout.next_line().await {
+            let mut stderr = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = stderr.next_line().await {
                 kept.lock().unwrap().push(line.clone());
                 if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
                     let _ = tx.send(value);
