@@ -20,6 +20,7 @@ mod ledger_jobs;
 mod load;
 mod observability;
 mod operator;
+mod otlp;
 mod processes;
 mod readme;
 mod recovery;
