@@ -12,12 +12,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tracing::Instrument;
 
 use http::{Request, Response};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::Status;
+use tracing::Instrument;
 
 /// Metadata key of the retry hint on a refused call: milliseconds after
 /// which a retry has a fair chance (the name gRPC's retry policy reads).
