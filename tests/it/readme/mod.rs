@@ -371,6 +371,36 @@ async fn create_admin_keys(lines: &[Pipeline], data_dir: &Path, port: u16) -> Op
     key
 }
 
+/// The replay's data directory (in place of `.allegro-data/`); dropping it
+/// stops an embedded cluster still running there (its service was killed)
+/// and removes it.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("allegro-readme-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let pid_file = self.0.join("pg").join("postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_string))
+        {
+            // Fast shutdown of the orphaned postmaster.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", pid.trim()])
+                .status();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::test]
 async fn every_grpcurl_command_of_the_readme_works_as_written() {
     let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
@@ -383,19 +413,21 @@ async fn every_grpcurl_command_of_the_readme_works_as_written() {
         }
     }
 
-    let data_dir = std::env::temp_dir().join(format!("allegro-readme-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&data_dir).unwrap();
+    // Declared before the service: dropped after it, so a failed run
+    // stops the cluster the killed service left and removes its data.
+    let data = DataDir::new();
+    let data_dir = data.0.clone();
     let pg_port = free_port();
     let admin_key = create_admin_keys(&lines, &data_dir, pg_port)
         .await
         .expect("the README shows how to create the first admin key");
-    let data = data_dir.to_string_lossy().to_string();
+    let data_path = data_dir.to_string_lossy().to_string();
     let port = pg_port.to_string();
     let mut service = ServiceProcess::start(
         &[
             "serve",
             "--data-dir",
-            &data,
+            &data_path,
             "--embedded-pg-port",
             &port,
             "--listen",
@@ -444,7 +476,7 @@ async fn every_grpcurl_command_of_the_readme_works_as_written() {
     let commands = replay.grpcurl_commands;
     drop(replay);
     service.stop().await;
-    let _ = std::fs::remove_dir_all(&data_dir);
+    drop(data);
     assert!(commands >= 20, "only {commands} grpcurl commands found");
     assert!(
         failures.is_empty(),
