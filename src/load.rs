@@ -17,6 +17,7 @@ use http::{Request, Response};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::Status;
+use tracing::Instrument;
 
 /// Metadata key of the retry hint on a refused call: milliseconds after
 /// which a retry has a fair chance (the name gRPC's retry policy reads).
@@ -104,11 +105,15 @@ where
         let call = inner.call(request);
         // The permit is held by the task: work that outlives its caller
         // still counts as in flight.
-        let task = tokio::spawn(async move {
-            let answer = call.await;
-            drop(permit);
-            answer
-        });
+        // The task keeps the call's span (method, client) for its logs.
+        let task = tokio::spawn(
+            async move {
+                let answer = call.await;
+                drop(permit);
+                answer
+            }
+            .in_current_span(),
+        );
         Box::pin(async move {
             match tokio::time::timeout_at(until, task).await {
                 Ok(Ok(answer)) => answer,

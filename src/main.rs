@@ -72,17 +72,20 @@ struct CreateAdminKey {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let telemetry = logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(settings) => serve(*settings).await,
         Command::CreateAdminKey(args) => create_admin_key(args).await,
     };
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    // After the graceful shutdown: the spans of its last moments are sent
+    // too.
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(_) => std::process::ExitCode::FAILURE,
     }
 }
 

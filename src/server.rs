@@ -190,8 +190,8 @@ pub async fn start_on(
     // in-flight batches have settled, so watchers see those settle.
     let streams = CancellationToken::new();
     let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
-    let usecases =
-        UseCases::new(engine.clone(), hub, streams.clone()).with_request_pool(requests_db.clone());
+    let usecases = UseCases::new(engine.clone(), hub.clone(), streams.clone())
+        .with_request_pool(requests_db.clone());
     let engine_runtime = match settings.engine_threads {
         0 => None,
         threads => Some(EngineRuntime::start(threads)?),
@@ -219,7 +219,8 @@ pub async fn start_on(
     }
 
     let (metrics_layer, metrics_addr) =
-        crate::observability::start(settings.metrics_listen, &engine, shutdown.clone()).await?;
+        crate::observability::start(settings.metrics_listen, &engine, &hub, shutdown.clone())
+            .await?;
 
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(settings.max_streams_per_connection.max(1));
@@ -227,7 +228,9 @@ pub async fn start_on(
         builder = builder.tls_config(tls)?;
     }
     let router = builder
-        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        // Outermost: every layer below and the handler run in the call's
+        // span (method, client).
+        .layer(crate::observability::trace::RpcSpanLayer::new())
         .layer(metrics_layer)
         .layer(crate::catch_panic::layer())
         .layer(crate::scheduling::api::codec::decode_failures_layer())

@@ -51,7 +51,9 @@ impl KnownMethods {
         Self(Arc::new(methods))
     }
 
-    fn label(&self, path: &str) -> String {
+    /// The metric label (and span name) of a request path: the path of a
+    /// known method, else `unknown`.
+    pub fn label(&self, path: &str) -> String {
         if self.0.contains(path) || path.starts_with("/grpc.reflection.") && path.len() < 80 {
             path.to_string()
         } else {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::Metrics;
 use crate::db::Db;
 use crate::scheduling::store::gauges;
+use crate::scheduling::watch::EventHub;
 
 /// The content type of the OpenMetrics text exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -29,21 +30,24 @@ const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 struct Scrape {
     metrics: Arc<Metrics>,
     db: Db,
+    hub: EventHub,
 }
 
 /// Binds `addr` and serves `/metrics` until `shutdown`; the bound address
-/// (the real port when `addr` has port 0).
+/// (the real port when `addr` has port 0). `hub` is asked for the events
+/// pending delivery at each scrape.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     db: Db,
+    hub: EventHub,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Scrape { metrics, db });
+        .with_state(Scrape { metrics, db, hub });
     tokio::spawn(async move {
         tracing::info!(addr = %bound, "serving metrics");
         let served = axum::serve(listener, app)
@@ -57,6 +61,11 @@ pub async fn serve(
 }
 
 async fn scrape(State(scrape): State<Scrape>) -> impl IntoResponse {
+    scrape
+        .metrics
+        .gauges
+        .events_pending
+        .set(scrape.hub.pending_delivery() as i64);
     refresh(&scrape.metrics, &scrape.db).await;
     ([(CONTENT_TYPE, OPENMETRICS)], scrape.metrics.encode())
 }

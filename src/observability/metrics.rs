@@ -45,6 +45,7 @@ pub struct EngineMetrics {
     processed: Family<Labels, Counter>,
     errored: Family<Labels, Counter>,
     batches_claimed: Counter,
+    lease_takeovers: Counter,
     batches_settled: Family<Labels, Counter>,
     batch_duration: HistogramFamily,
     claim_latency: Histogram,
@@ -64,6 +65,7 @@ impl EngineMetrics {
             processed: Family::default(),
             errored: Family::default(),
             batches_claimed: Counter::default(),
+            lease_takeovers: Counter::default(),
             batches_settled: Family::default(),
             batch_duration: histogram_family(),
             claim_latency: duration_histogram(),
@@ -98,6 +100,12 @@ impl EngineMetrics {
         if claimed {
             self.batches_claimed.inc();
         }
+    }
+
+    /// A worker claimed a batch whose lease had expired under another
+    /// worker (dead, or cut off from the database): a takeover.
+    pub fn lease_taken_over(&self) {
+        self.lease_takeovers.inc();
     }
 
     /// A claimed batch ended as `outcome` (`settled`, `retried`, `lost`)
@@ -160,6 +168,12 @@ impl EngineMetrics {
             "batches_claimed",
             "Batches claimed by this process's workers",
             self.batches_claimed.clone(),
+        );
+        registry.register(
+            "lease_takeovers",
+            "Batches this process's workers claimed from another worker whose lease had expired \
+             (that worker died or lost the database); the batch runs again",
+            self.lease_takeovers.clone(),
         );
         registry.register(
             "batches_ended",
@@ -283,6 +297,9 @@ pub struct ServiceGauges {
     pub ready_batches: Gauge,
     /// Batches claimed under a lease that has expired (their worker died).
     pub expired_leases: Gauge,
+    /// Status events this process's event hub has broadcast that an open
+    /// status stream of this process has not yet taken.
+    pub events_pending: Gauge,
     /// The pool's connections: `size` (open), `available`, `max_size`, and
     /// `waiting` (requests waiting for one).
     pub pool: Family<Labels, Gauge>,
@@ -306,6 +323,13 @@ impl ServiceGauges {
             "expired_lease_batches",
             "Claimed batches whose lease expired (their worker stopped)",
             self.expired_leases.clone(),
+        );
+        registry.register(
+            "events_pending_delivery",
+            "Status events this process's event hub has read from the event table and broadcast \
+             that at least one of its open status streams has not yet taken (at most 1024 per \
+             client; a stream further behind reads the table itself and is not counted)",
+            self.events_pending.clone(),
         );
         registry.register(
             "db_pool_connections",

@@ -83,8 +83,34 @@ impl Samples {
 #[tokio::test]
 async fn metrics_count_the_items_of_an_execution_and_the_rpcs_made() {
     let fx = setup(&[("FLAKY", false), ("ITEMS_75", false)]).await;
+    // A status stream follows the execution to its end.
+    let mut stream = fx
+        .server
+        .executions()
+        .watch_executions(pb::WatchExecutionsRequest {
+            client_id: "acme".into(),
+            config_id: fx.config_id.clone(),
+            business_date: String::new(),
+            after_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     fx.process(DATE, vec![]).await;
     let e = fx.wait_for(DATE, finished).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("the execution's end in time")
+            .unwrap()
+            .expect("stream open");
+        if matches!(&event.kind, Some(pb::watch_event::Kind::ExecutionChanged(c))
+            if c.status == pb::Status::Error as i32)
+        {
+            break;
+        }
+    }
     let (total, _, processed, errored) = counts(&e, 1);
     assert!(
         processed > 0 && errored > 0,
@@ -149,7 +175,13 @@ async fn metrics_count_the_items_of_an_execution_and_the_rpcs_made() {
             &[("method", &get)]
         ) >= 2.0
     );
-    assert_eq!(m.get("allegro_status_streams_open", &[]), 0.0);
+    assert_eq!(m.get("allegro_status_streams_open", &[]), 1.0);
+    // The stream has taken every event up to the execution's end.
+    assert!(m.has("allegro_events_pending_delivery"));
+    assert_eq!(m.get("allegro_events_pending_delivery", &[]), 0.0);
+    // One process, nobody's lease expired.
+    assert!(m.has("allegro_lease_takeovers_total"));
+    assert_eq!(m.get("allegro_lease_takeovers_total", &[]), 0.0);
 
     // Scraped from the database: the execution is in ERROR.
     assert_eq!(
@@ -163,6 +195,28 @@ async fn metrics_count_the_items_of_an_execution_and_the_rpcs_made() {
     assert!(m.get("allegro_db_pool_connections", &[("state", "max_size")]) >= 1.0);
     assert!(m.has("allegro_claim_latency_seconds_count"));
     assert!(m.has("allegro_plan_duration_seconds_count"));
+
+    // Once the stream is closed, it counts as a finished call.
+    drop(stream);
+    let watch = format!("{EXECUTIONS}/WatchExecutions");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = Samples::scrape(fx.server.server.metrics_addr).await;
+        if m.get("allegro_status_streams_open", &[]) == 0.0 {
+            assert!(
+                m.get(
+                    "allegro_grpc_request_duration_seconds_count",
+                    &[("method", &watch)]
+                ) >= 1.0
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     fx.server.stop().await;
 }
 

@@ -34,13 +34,15 @@ async fn child_server() {
     let running = server::start(&settings, registry, CancellationToken::new())
         .await
         .expect("child server starts");
-    println!("CHILD_LISTENING {}", running.addr);
+    println!("CHILD_LISTENING {} {}", running.addr, running.metrics_addr);
     running.wait().await.unwrap();
 }
 
 pub(crate) struct ChildServer {
     child: Child,
     channel: KeyedChannel,
+    /// Where the child serves `/metrics`.
+    pub(crate) metrics_addr: std::net::SocketAddr,
 }
 
 impl ChildServer {
@@ -70,7 +72,7 @@ impl ChildServer {
             .spawn()
             .expect("spawn child service");
         let stdout = child.stdout.take().unwrap();
-        let addr = tokio::task::spawn_blocking(move || {
+        let (addr, metrics_addr) = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             loop {
                 let line = lines.next().expect("child printed its address").unwrap();
@@ -78,7 +80,10 @@ impl ChildServer {
                 if let Some((_, addr)) = line.split_once("CHILD_LISTENING ") {
                     // Keep draining so the child never blocks on a full pipe.
                     std::thread::spawn(move || for _ in lines {});
-                    return addr.trim().to_string();
+                    let mut addrs = addr.split_whitespace();
+                    let grpc = addrs.next().unwrap().to_string();
+                    let metrics: std::net::SocketAddr = addrs.next().unwrap().parse().unwrap();
+                    return (grpc, metrics);
                 }
             }
         })
@@ -93,6 +98,7 @@ impl ChildServer {
         Self {
             child,
             channel: keyed(channel, &key),
+            metrics_addr,
         }
     }
 

@@ -53,6 +53,21 @@ async fn a_killed_process_holding_hour_long_leases_is_taken_over_at_once() {
         .unwrap()
         .get(0);
     assert_eq!(open, 0);
+    // Every claim after the first of a batch was a takeover (nothing was
+    // released: the job never fails), and the second process counted each.
+    // (Read from the rows, not from `held`: a claim or settle the killed
+    // process had sent may still commit after `held` was read.)
+    let reclaims: i64 = db
+        .query_one(
+            "SELECT COALESCE(sum(attempts - 1), 0)::int8 FROM batches",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reclaims > 0, "the second process took batches over");
+    let m = crate::observability::Samples::scrape(second.metrics_addr).await;
+    assert_eq!(m.get("allegro_lease_takeovers_total", &[]), reclaims as f64);
     drop(second);
     drop_database(&url).await;
 }

@@ -111,6 +111,9 @@ pub fn caller(extensions: &tonic::Extensions) -> Result<&Caller, Error> {
 /// handler calls this before reading or writing anything.
 pub fn authorized_client(extensions: &tonic::Extensions, value: &str) -> Result<String, Error> {
     let client = client_id(value)?;
+    // The call's span (and every log line and exported span of it) names
+    // the client.
+    tracing::Span::current().record("client", client.as_str());
     caller(extensions)?
         .may(&client, Role::Viewer)
         .map_err(|denied| domain::Error::PermissionDenied {

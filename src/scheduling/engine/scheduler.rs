@@ -254,7 +254,7 @@ impl Engine {
                 let id = match inserted {
                     Ok(id) => id,
                     Err(e) if e.unique_violation() == Some(executions::UNIQUE_DATE) => {
-                        return Ok(false)
+                        return Ok(None)
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -280,18 +280,25 @@ impl Engine {
                 };
                 transition::save(conn, &loaded, &after).await?;
                 transition::record(conn, &loaded, &actor, kind, None, outcome).await?;
-                Ok(true)
+                Ok(Some(id))
             })
             .await?;
-        if created {
-            tracing::info!(config = %config.config_id, %date, missed, "automatic run");
+        if let Some(execution) = created {
+            tracing::info!(
+                client = %config.client_id,
+                execution = %execution,
+                config = %config.config_id,
+                %date,
+                missed,
+                "automatic run"
+            );
             let lag = (self.clock().now() - due).to_std().unwrap_or_default();
             match missed {
                 true => self.metrics().run_missed(),
                 false => self.metrics().run_started(lag),
             }
         }
-        Ok(created)
+        Ok(created.is_some())
     }
 
     /// Pauses (`held`) or resumes an execution's running work for the

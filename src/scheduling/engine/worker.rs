@@ -61,7 +61,14 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
     let mut conn = engine.db().conn().await?;
     if let Some(claim) = planning::claim_plan(&mut conn, engine.worker_id(), lease).await? {
         drop(conn);
-        plan(engine, claim).await?;
+        let span = tracing::info_span!(
+            "plan",
+            client = %claim.client_id,
+            execution = %claim.execution_id,
+            position = claim.position.get(),
+            job_run = claim.job_run_id,
+        );
+        plan(engine, claim).instrument(span).await?;
         return Ok(true);
     }
     let claiming = Instant::now();
@@ -72,6 +79,9 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         .claim(claiming.elapsed(), claimed.is_some());
     if let Some(batch) = claimed {
         drop(conn);
+        if batch.taken_over {
+            engine.metrics().lease_taken_over();
+        }
         let span = tracing::info_span!(
             "batch",
             batch = batch.batch_id,

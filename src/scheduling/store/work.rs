@@ -41,6 +41,10 @@ pub struct ClaimedBatch {
     /// How many times it was claimed.
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    /// Claimed from another worker whose lease had expired (a takeover),
+    /// not from the ready queue or after a release.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub taken_over: bool,
 }
 
 /// Whether the exception window of configuration `c` is open at `$3`: the
@@ -73,7 +77,9 @@ pub async fn claim_batch(
         format!(
             "UPDATE batches b SET state = '{claimed}', lease_owner = $1, \
                  lease_until = now() + make_interval(secs => $2), attempts = b.attempts + 1 \
-             FROM (SELECT b2.batch_id FROM batches b2 \
+             FROM (SELECT b2.batch_id, \
+                         (b2.state = '{claimed}' AND b2.lease_owner IS NOT NULL) AS taken_over \
+                   FROM batches b2 \
                    JOIN job_runs jr ON jr.job_run_id = b2.job_run_id \
                    JOIN executions e ON e.execution_id = jr.execution_id \
                    JOIN job_schedule_configs c ON c.config_id = e.config_id \
@@ -86,7 +92,7 @@ pub async fn claim_batch(
                    FOR UPDATE OF b2 SKIP LOCKED) c \
              WHERE b.batch_id = c.batch_id \
              RETURNING b.batch_id, b.job_run_id, b.first_seq, b.last_seq, b.seqs, b.round, \
-                 b.attempts",
+                 b.attempts, c.taken_over",
             claimed = BatchState::Claimed.as_str(),
             done = BatchState::Done.as_str(),
             ready = BatchState::Ready.as_str(),

@@ -130,6 +130,18 @@ impl EventHub {
         }
     }
 
+    /// Events pending delivery: rows this hub has read from the event table
+    /// and broadcast that at least one open status stream of this process
+    /// has not yet taken (summed over clients; at most [`TAIL_BUFFER`] per
+    /// client, since a stream further behind reads the table itself).
+    pub fn pending_delivery(&self) -> u64 {
+        let clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients.values().map(|tail| tail.rows.len() as u64).sum()
+    }
+
     fn notify(&self, client: Option<&str>) {
         let clients = self
             .clients
