@@ -62,7 +62,9 @@ pub async fn copy_accounts(
         let mut counts = LedgerCounts::default();
         for table in Table::ALL {
             let started = std::time::Instant::now();
-            let sink = tx.copy_in::<_, Cursor<Vec<u8>>>(table.copy_statement()).await?;
+            let sink = tx
+                .copy_in::<_, Cursor<Vec<u8>>>(table.copy_statement())
+                .await?;
             pin_mut!(sink);
             sink.send(Cursor::new(CopyBuffer::header())).await?;
             let mut buffer = CopyBuffer::default();
@@ -115,12 +117,13 @@ pub struct DroppedIndex {
     pub definition: String,
 }
 
-/// Drops the ledger's indexes that back no constraint (keys and unique
-/// constraints stay: foreign keys and `ON CONFLICT` need them), returning
-/// how to create them again.
-pub async fn drop_secondary_indexes(
-    url: &str,
-) -> Result<Vec<DroppedIndex>, tokio_postgres::Error> {
+/// Drops the ledger's indexes that back no constraint, those of the
+/// largest tables first, returning how to create them again. Keys and
+/// unique constraints stay: foreign keys and `ON CONFLICT` need them, and
+/// with the generated rows in key order keeping them up to date costs less
+/// than building them again (measured: the text idempotency keys of 8.5
+/// million transactions take twice as long to build as to maintain).
+pub async fn drop_secondary_indexes(url: &str) -> Result<Vec<DroppedIndex>, tokio_postgres::Error> {
     let (client, driver) = connect(url).await?;
     let result = async {
         let rows = client
@@ -131,7 +134,7 @@ pub async fn drop_secondary_indexes(
                  JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                  WHERE ns.nspname = 'ledger' \
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
-                 ORDER BY 1",
+                 ORDER BY pg_relation_size(i.indrelid) DESC, 1",
                 &[],
             )
             .await?;
@@ -155,20 +158,25 @@ pub async fn drop_secondary_indexes(
     result
 }
 
-/// Creates `indexes` again, spread over `connections` connections at once.
+/// Creates `indexes` again over `connections` connections at once, each
+/// taking the next index not yet taken (the largest come first).
 pub async fn create_indexes(
     url: &str,
     indexes: &[DroppedIndex],
     connections: usize,
 ) -> Result<(), tokio_postgres::Error> {
     let lanes = connections.clamp(1, indexes.len().max(1));
-    futures_util::future::try_join_all((0..lanes).map(|lane| async move {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = &next;
+    futures_util::future::try_join_all((0..lanes).map(|_| async move {
         let (client, driver) = connect(url).await?;
         let result = async {
             client
                 .batch_execute("SET maintenance_work_mem = '256MB'")
                 .await?;
-            for index in indexes.iter().skip(lane).step_by(lanes) {
+            while let Some(index) =
+                indexes.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
                 let started = std::time::Instant::now();
                 client.batch_execute(&index.definition).await?;
                 tracing::debug!(

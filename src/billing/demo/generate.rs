@@ -167,7 +167,10 @@ impl CopyBuffer {
 
     /// The encoded rows so far, and how many, leaving the buffer empty.
     pub fn take(&mut self) -> (Vec<u8>, u64) {
-        (std::mem::take(&mut self.bytes), std::mem::take(&mut self.rows))
+        (
+            std::mem::take(&mut self.bytes),
+            std::mem::take(&mut self.rows),
+        )
     }
 
     /// Bytes buffered.
@@ -400,7 +403,11 @@ pub fn encode(
                     .text(TIME_ZONES[(n % 6) as usize]);
             }
             Table::Subscriptions => {
-                let plan = if a.fault == 3 { "LEGACY_2019" } else { "STANDARD" };
+                let plan = if a.fault == 3 {
+                    "LEGACY_2019"
+                } else {
+                    "STANDARD"
+                };
                 let status = if a.fault == 2 { "CANCELLED" } else { "ACTIVE" };
                 let pick = mix(n as u64, 7);
                 let commitment = (pick % 4 == 0).then(|| COMMITMENTS[(pick / 4 % 3) as usize]);

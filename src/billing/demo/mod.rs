@@ -125,9 +125,11 @@ pub async fn load_demo_ledger(
         Vec::new()
     };
     let parts = load_parts(spec.accounts);
-    let copied = futures_util::future::try_join_all(parts.iter().map(|&(first, last)| {
-        bulk::copy_accounts(url, client_id, &spec, &ids, first, last)
-    }))
+    let copied = futures_util::future::try_join_all(
+        parts
+            .iter()
+            .map(|&(first, last)| bulk::copy_accounts(url, client_id, &spec, &ids, first, last)),
+    )
     .await;
     // The indexes come back whether or not the rows went in.
     let rebuilt = bulk::create_indexes(url, &dropped, parts.len()).await;

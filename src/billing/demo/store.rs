@@ -101,10 +101,7 @@ struct Alone {
 /// to their parents without reading them back. The tables are locked
 /// against writers meanwhile, so no insert takes a value of the ranges
 /// between reading a sequence and moving it past the range.
-pub async fn reserve_ids(
-    conn: &mut AsyncPgConnection,
-    accounts: i64,
-) -> Result<IdBases, DbError> {
+pub async fn reserve_ids(conn: &mut AsyncPgConnection, accounts: i64) -> Result<IdBases, DbError> {
     conn.transaction(async |conn| -> Result<IdBases, DbError> {
         diesel::sql_query(
             "LOCK TABLE ledger.bill_units, ledger.usage_records, ledger.transactions \
@@ -114,9 +111,20 @@ pub async fn reserve_ids(
         .await?;
         Ok(IdBases {
             bill_unit: reserve(conn, "bill_units", "bill_unit_id", accounts).await?,
-            usage: reserve(conn, "usage_records", "usage_id", accounts * RECORDS_PER_ACCOUNT).await?,
-            transaction: reserve(conn, "transactions", "transaction_id", accounts * RECORDS_PER_ACCOUNT)
-                .await?,
+            usage: reserve(
+                conn,
+                "usage_records",
+                "usage_id",
+                accounts * RECORDS_PER_ACCOUNT,
+            )
+            .await?,
+            transaction: reserve(
+                conn,
+                "transactions",
+                "transaction_id",
+                accounts * RECORDS_PER_ACCOUNT,
+            )
+            .await?,
         })
     })
     .await
