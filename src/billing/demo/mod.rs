@@ -44,13 +44,14 @@ pub struct DemoLedger {
 const ONE_PART_MAX: i64 = 20_000;
 
 /// The account ranges loaded at once, on separate connections: one part
-/// for a small ledger, else one per core the machine has (at most four), so
-/// the database's cores all work on a large one.
+/// for a small ledger, else two per core the machine has (at most four), so
+/// the database's cores stay busy on a large one while each stream also
+/// waits on its generator and the network.
 fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
     let parts = if accounts <= ONE_PART_MAX {
         1
     } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get().min(4)) as i64
+        std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).min(4)) as i64
     };
     let size = (accounts + parts - 1) / parts.max(1);
     (0..parts)
