@@ -514,3 +514,7 @@ pub fn encode(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "generate_tests.rs"]
+mod tests;
