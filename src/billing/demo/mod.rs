@@ -10,6 +10,7 @@ use crate::billing::ledger::rules::{anniversary_days_due_on, AnniversaryDay};
 use crate::db::{Db, DbError};
 
 pub mod bulk;
+mod copy_format;
 pub mod generate;
 pub mod store;
 
