@@ -14,8 +14,9 @@
 //! [2027-02-28: anniversary days 28 to 31 are due, about 4/31 of the
 //! accounts]; ALLEGRO_BENCH_WORKERS [4]; ALLEGRO_BENCH_BATCH_SIZE [1000];
 //! ALLEGRO_BILLING_DAY_CEILING_BATCH, accounts per ceiling statement
-//! [10000]. The ceiling's batches run over as many connections as the
-//! service has workers.
+//! [10000]; ALLEGRO_BILLING_DAY_LOAD_ONLY=1 stops after loading the ledger.
+//! The ceiling's batches run over as many connections as the service has
+//! workers.
 
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -236,6 +237,11 @@ async fn main() {
         println!("billing-day benchmark: run it with `cargo bench --bench billing_day`");
         return;
     }
+    // RUST_LOG=allegro_scheduler::billing::demo=debug shows the load's steps.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let admin_url = std::env::var("ALLEGRO_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let accounts = env_usize("ALLEGRO_BILLING_DAY_ACCOUNTS", 1_000_000);
@@ -282,6 +288,9 @@ async fn main() {
         counts.transactions,
         load.as_secs_f64()
     );
+    if std::env::var("ALLEGRO_BILLING_DAY_LOAD_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
     // The pool is gone; the template copy needs no other session on it.
     admin
         .execute(

@@ -261,6 +261,142 @@ async fn faults_apply_to_the_client_they_were_set_for_only() {
     assert_eq!(created.error_code, None);
 }
 
+fn order(account: &str, key: &str, amount_minor: i64) -> core::TrueUpOrder {
+    core::TrueUpOrder {
+        idempotency_key: key.into(),
+        account_id: account.into(),
+        amount_minor,
+        currency: "USD".into(),
+        period_start: "2027-02-15".into(),
+        period_end: "2027-03-15".into(),
+        minimum_commitment_minor: 6000,
+        eligible_usage_minor: 6000 - amount_minor,
+        ledger_transaction_id: key.into(),
+    }
+}
+
+/// (key, error code or order id, replayed) of each result.
+fn outcomes(results: &[core::OrderResult]) -> Vec<(String, String, bool)> {
+    results
+        .iter()
+        .map(|r| {
+            let outcome = r.error_code.clone().unwrap_or_else(|| r.order_id.clone());
+            (r.idempotency_key.clone(), outcome, r.replayed)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_of_true_up_orders_answers_each_order_on_its_own() {
+    let standin = StandIn::start(true).await;
+    standin
+        .set_faults(CLIENT, false, &[("A2", "ACCOUNT_ON_HOLD")])
+        .await;
+    let mut sync = standin.sync();
+    let batch = |orders: Vec<core::TrueUpOrder>| core::CreateTrueUpOrdersRequest {
+        client_id: CLIENT.into(),
+        orders,
+    };
+
+    // A rejected account, an order missing its currency: only those two
+    // are refused, each with its own code, in request order.
+    let mut missing_currency = order("A3", "TRUE_UP:BU3", 300);
+    missing_currency.currency.clear();
+    let first = sync
+        .create_true_up_orders(batch(vec![
+            order("A1", "TRUE_UP:BU1", 100),
+            order("A2", "TRUE_UP:BU2", 200),
+            missing_currency,
+            order("A4", "TRUE_UP:BU4", 400),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let got = outcomes(&first);
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        got[1],
+        ("TRUE_UP:BU2".into(), "ACCOUNT_ON_HOLD".into(), false)
+    );
+    assert_eq!(
+        got[2],
+        ("TRUE_UP:BU3".into(), "INVALID_REQUEST".into(), false)
+    );
+    for i in [0, 3] {
+        assert!(got[i].1.starts_with("ORD"), "{got:?}");
+        assert!(!got[i].2, "{got:?}");
+    }
+    assert!(first[1].error_message.contains("A2"), "{first:?}");
+
+    // Again, with a key repeated, one key sent with another amount, and the
+    // rejected account's key: replays get their original order, the
+    // repeated key its first occurrence's result, the changed one a
+    // conflict; the rejected account is still refused.
+    let again = sync
+        .create_true_up_orders(batch(vec![
+            order("A1", "TRUE_UP:BU1", 100),
+            order("A4", "TRUE_UP:BU4", 450),
+            order("A2", "TRUE_UP:BU2", 200),
+            order("A1", "TRUE_UP:BU1", 100),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(
+        outcomes(&again),
+        [
+            ("TRUE_UP:BU1".to_string(), first[0].order_id.clone(), true),
+            ("TRUE_UP:BU4".into(), "IDEMPOTENCY_CONFLICT".into(), false),
+            ("TRUE_UP:BU2".into(), "ACCOUNT_ON_HOLD".into(), false),
+            ("TRUE_UP:BU1".into(), first[0].order_id.clone(), true),
+        ]
+    );
+
+    // One order per key; every refusal on record.
+    let received = standin.received(CLIENT).await;
+    let orders: Vec<(&str, i64, i32)> = received
+        .true_up_orders
+        .iter()
+        .map(|o| (o.idempotency_key.as_str(), o.amount_minor, o.receive_count))
+        .collect();
+    assert_eq!(orders, [("TRUE_UP:BU1", 100, 2), ("TRUE_UP:BU4", 400, 1)]);
+    let refused: Vec<(&str, &str)> = received
+        .rejections
+        .iter()
+        .map(|r| (r.idempotency_key.as_str(), r.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("TRUE_UP:BU2", "ACCOUNT_ON_HOLD"),
+            ("TRUE_UP:BU2", "ACCOUNT_ON_HOLD"),
+            ("TRUE_UP:BU4", "IDEMPOTENCY_CONFLICT"),
+        ]
+    );
+
+    // Unavailable: the whole call fails and nothing is recorded.
+    standin.set_faults(CLIENT, true, &[]).await;
+    let status = sync
+        .create_true_up_orders(batch(vec![order("A5", "TRUE_UP:BU5", 500)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    standin.set_faults(CLIENT, false, &[]).await;
+    assert_eq!(standin.received(CLIENT).await.true_up_orders.len(), 2);
+
+    // No client: refused as a whole, naming the field.
+    let status = sync
+        .create_true_up_orders(core::CreateTrueUpOrdersRequest {
+            client_id: String::new(),
+            orders: vec![order("A1", "TRUE_UP:BU1", 100)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["client_id"]);
+}
+
 #[tokio::test]
 async fn control_service_is_not_served_unless_enabled() {
     let standin = StandIn::start(false).await;

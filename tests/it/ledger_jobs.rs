@@ -1292,7 +1292,7 @@ async fn true_up_sync_after_failure_creates_nothing_twice() {
     assert!(outcomes.iter().all(|o| *o == ItemOutcome::Processed));
 
     let orders = l.received(ACME).await.true_up_orders;
-    // Orders of one batch are sent concurrently: compare in account order.
+    // Compare in account order.
     let mut got: Vec<(&str, i64, &str, &str, i32)> = orders
         .iter()
         .map(|o| {

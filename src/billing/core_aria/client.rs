@@ -7,13 +7,16 @@ use tonic::transport::{Channel, Endpoint};
 use super::CoreError;
 use crate::proto::core_v1::core_sync_service_client::CoreSyncServiceClient;
 use crate::proto::core_v1::{
-    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, RecordUsageTransactionsRequest,
-    TransactionResult, UsageTransaction,
+    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, CreateTrueUpOrdersRequest, OrderResult,
+    RecordUsageTransactionsRequest, TransactionResult, TrueUpOrder, UsageTransaction,
 };
 
 /// At most this many transactions go in one RecordUsageTransactions call,
 /// keeping messages well under gRPC's default 4 MB limit.
 pub const MAX_TRANSACTIONS_PER_CALL: usize = 2000;
+
+/// At most this many orders go in one CreateTrueUpOrders call.
+pub const MAX_ORDERS_PER_CALL: usize = 2000;
 
 /// How long the client waits to connect to core Aria.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,5 +107,45 @@ impl CoreAriaClient {
             .await
             .map_err(CoreError::from_status)?
             .into_inner())
+    }
+
+    /// Asks core Aria to create the orders of true-ups of `client_id`, in
+    /// calls of at most [`MAX_ORDERS_PER_CALL`]; one result per order, in
+    /// order. Any call failing fails the whole send: the caller retries,
+    /// and core Aria's idempotency keys make the orders that did go through
+    /// replays.
+    pub async fn create_true_up_orders(
+        &self,
+        client_id: &str,
+        orders: Vec<TrueUpOrder>,
+    ) -> Result<Vec<OrderResult>, CoreError> {
+        let mut results = Vec::with_capacity(orders.len());
+        for chunk in orders.chunks(MAX_ORDERS_PER_CALL) {
+            let response = self
+                .sync
+                .clone()
+                .create_true_up_orders(CreateTrueUpOrdersRequest {
+                    client_id: client_id.to_string(),
+                    orders: chunk.to_vec(),
+                })
+                .await
+                .map_err(CoreError::from_status)?
+                .into_inner();
+            if response.results.len() != chunk.len()
+                || response
+                    .results
+                    .iter()
+                    .zip(chunk)
+                    .any(|(r, o)| r.idempotency_key != o.idempotency_key)
+            {
+                return Err(CoreError::Protocol(format!(
+                    "{} results for {} orders, or not in request order",
+                    response.results.len(),
+                    chunk.len()
+                )));
+            }
+            results.extend(response.results);
+        }
+        Ok(results)
     }
 }

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod standin;
 mod standin_control;
+mod standin_orders;
 pub mod standin_store;
 
 pub use client::CoreAriaClient;

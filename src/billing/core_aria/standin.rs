@@ -23,15 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::CoreError;
-use crate::billing::core_aria::standin_store::{
-    self as records, IncomingTrueUp, IncomingUsage, NewRejection,
-};
+use crate::billing::core_aria::standin_store::{self as records, IncomingUsage, NewRejection};
 use crate::db::{Db, DbError};
 use crate::proto::core_v1::core_stand_in_control_server::CoreStandInControlServer;
 use crate::proto::core_v1::core_sync_service_server::{CoreSyncService, CoreSyncServiceServer};
 use crate::proto::core_v1::{
-    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, Faults, RecordUsageTransactionsRequest,
-    RecordUsageTransactionsResponse, TransactionResult,
+    CreateTrueUpOrderRequest, CreateTrueUpOrderResponse, CreateTrueUpOrdersRequest,
+    CreateTrueUpOrdersResponse, Faults, RecordUsageTransactionsRequest,
+    RecordUsageTransactionsResponse, TransactionResult, TrueUpOrder,
 };
 use crate::proto::CORE_FILE_DESCRIPTOR_SET;
 
@@ -79,7 +78,10 @@ impl CoreStandIn {
 
     /// The accounts of `client_id` to reject, or UNAVAILABLE when the
     /// client's calls are set to fail as a whole.
-    fn check_available(&self, client_id: &str) -> Result<HashMap<String, String>, Status> {
+    pub(super) fn check_available(
+        &self,
+        client_id: &str,
+    ) -> Result<HashMap<String, String>, Status> {
         let faults = self.faults(client_id);
         if faults.unavailable {
             return Err(Status::unavailable(
@@ -132,7 +134,8 @@ fn rejected(key: &str, code: &str, message: String) -> TransactionResult {
     }
 }
 
-fn injected(code: &str, account_id: &str) -> String {
+/// The message of an injected rejection.
+pub(super) fn injected(code: &str, account_id: &str) -> String {
     format!("account {account_id} rejected by core Aria stand-in with {code} (fault injected)")
 }
 
@@ -267,80 +270,40 @@ impl CoreSyncService for CoreStandIn {
         if r.client_id.is_empty() {
             return Err(invalid_argument("client_id", "is required"));
         }
-        let reject_accounts = self.check_available(&r.client_id)?;
-        let refuse = |code: &str, message: String| CreateTrueUpOrderResponse {
-            error_code: Some(code.to_string()),
-            error_message: message,
-            order_id: String::new(),
-            replayed: false,
-        };
-        if r.idempotency_key.is_empty() || r.account_id.is_empty() || r.currency.is_empty() {
-            return Ok(Response::new(refuse(
-                INVALID_REQUEST,
-                "idempotency_key, account_id and currency are required".into(),
-            )));
-        }
-        let mut conn = self.conn().await?;
-        let rejection = |code: &str, message: &str| NewRejection {
-            idempotency_key: r.idempotency_key.clone(),
-            account_id: r.account_id.clone(),
-            request_kind: "TRUE_UP_ORDER".into(),
-            error_code: code.to_string(),
-            error_message: message.to_string(),
-        };
-        let replay = reject_accounts.contains_key(&r.account_id)
-            && !records::accepted_keys(
-                &mut conn,
-                &r.client_id,
-                std::slice::from_ref(&r.idempotency_key),
-                true,
-            )
-            .await
-            .map_err(store_failure)?
-            .is_empty();
-        if let Some(code) = reject_accounts.get(&r.account_id).filter(|_| !replay) {
-            let message = injected(code, &r.account_id);
-            records::record_rejections(&mut conn, &r.client_id, &[rejection(code, &message)])
-                .await
-                .map_err(store_failure)?;
-            return Ok(Response::new(refuse(code, message)));
-        }
-        let order = IncomingTrueUp {
-            idempotency_key: r.idempotency_key.clone(),
-            account_id: r.account_id.clone(),
+        let order = TrueUpOrder {
+            idempotency_key: r.idempotency_key,
+            account_id: r.account_id,
             amount_minor: r.amount_minor,
-            currency: r.currency.clone(),
-            period_start: r.period_start.clone(),
-            period_end: r.period_end.clone(),
+            currency: r.currency,
+            period_start: r.period_start,
+            period_end: r.period_end,
             minimum_commitment_minor: r.minimum_commitment_minor,
             eligible_usage_minor: r.eligible_usage_minor,
-            ledger_transaction_id: r.ledger_transaction_id.clone(),
+            ledger_transaction_id: r.ledger_transaction_id,
         };
-        match records::accept_true_up(&mut conn, &r.client_id, &order)
-            .await
-            .map_err(store_failure)?
-        {
-            Some(accepted) => Ok(Response::new(CreateTrueUpOrderResponse {
-                error_code: None,
-                error_message: String::new(),
-                order_id: format!("ORD{}", accepted.order_no),
-                replayed: accepted.replayed,
-            })),
-            None => {
-                let message = format!(
-                    "idempotency key {} was accepted before with other content",
-                    r.idempotency_key
-                );
-                records::record_rejections(
-                    &mut conn,
-                    &r.client_id,
-                    &[rejection(IDEMPOTENCY_CONFLICT, &message)],
-                )
-                .await
-                .map_err(store_failure)?;
-                Ok(Response::new(refuse(IDEMPOTENCY_CONFLICT, message)))
-            }
+        let result = self
+            .create_orders(&r.client_id, std::slice::from_ref(&order))
+            .await?
+            .pop()
+            .ok_or_else(|| Status::internal("core Aria stand-in: no result for the order"))?;
+        Ok(Response::new(CreateTrueUpOrderResponse {
+            error_code: result.error_code,
+            error_message: result.error_message,
+            order_id: result.order_id,
+            replayed: result.replayed,
+        }))
+    }
+
+    async fn create_true_up_orders(
+        &self,
+        request: Request<CreateTrueUpOrdersRequest>,
+    ) -> Result<Response<CreateTrueUpOrdersResponse>, Status> {
+        let r = request.into_inner();
+        if r.client_id.is_empty() {
+            return Err(invalid_argument("client_id", "is required"));
         }
+        let results = self.create_orders(&r.client_id, &r.orders).await?;
+        Ok(Response::new(CreateTrueUpOrdersResponse { results }))
     }
 }
 

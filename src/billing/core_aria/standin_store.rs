@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
-use diesel::{OptionalExtension, QueryableByName};
+use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::DbError;
@@ -145,6 +145,9 @@ pub struct IncomingTrueUp {
 /// A true-up order created now or before.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct AcceptedOrder {
+    /// Its key.
+    #[diesel(sql_type = Text)]
+    pub idempotency_key: String,
     /// The stand-in's number for the order.
     #[diesel(sql_type = BigInt)]
     pub order_no: i64,
@@ -153,39 +156,49 @@ pub struct AcceptedOrder {
     pub replayed: bool,
 }
 
-/// Creates a true-up order once per key; a replay with the same account,
-/// amount and currency returns the original order. `None` when the key is
-/// known with different content.
-pub async fn accept_true_up(
+/// Creates true-up orders once per key (keys unique within `orders`), in
+/// one statement: a new key creates its order; a known key with the same
+/// account, amount and currency is a replay and returns the original
+/// order. A key known with different content is left out of the result:
+/// the caller reports the conflict.
+pub async fn accept_true_ups(
     conn: &mut AsyncPgConnection,
     client_id: &str,
-    order: &IncomingTrueUp,
-) -> Result<Option<AcceptedOrder>, DbError> {
+    orders: &[IncomingTrueUp],
+) -> Result<Vec<AcceptedOrder>, DbError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = |f: fn(&IncomingTrueUp) -> String| orders.iter().map(f).collect::<Vec<_>>();
+    let num = |f: fn(&IncomingTrueUp) -> i64| orders.iter().map(f).collect::<Vec<_>>();
     Ok(diesel::sql_query(
         "INSERT INTO core_standin.true_up_orders AS o (client_id, idempotency_key, account_id, \
              amount_minor, currency, period_start, period_end, minimum_commitment_minor, \
              eligible_usage_minor, ledger_transaction_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         SELECT $1, t.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], \
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
+             AS t(idempotency_key, account_id, amount_minor, currency, period_start, \
+                  period_end, minimum_commitment_minor, eligible_usage_minor, \
+                  ledger_transaction_id) \
          ON CONFLICT (client_id, idempotency_key) DO UPDATE \
              SET receive_count = o.receive_count + 1, last_receive_time = now() \
              WHERE o.account_id = EXCLUDED.account_id \
                AND o.amount_minor = EXCLUDED.amount_minor \
                AND o.currency = EXCLUDED.currency \
-         RETURNING o.order_no, o.receive_count > 1 AS replayed",
+         RETURNING o.idempotency_key, o.order_no, o.receive_count > 1 AS replayed",
     )
     .bind::<Text, _>(client_id.to_string())
-    .bind::<Text, _>(order.idempotency_key.clone())
-    .bind::<Text, _>(order.account_id.clone())
-    .bind::<BigInt, _>(order.amount_minor)
-    .bind::<Text, _>(order.currency.clone())
-    .bind::<Text, _>(order.period_start.clone())
-    .bind::<Text, _>(order.period_end.clone())
-    .bind::<BigInt, _>(order.minimum_commitment_minor)
-    .bind::<BigInt, _>(order.eligible_usage_minor)
-    .bind::<Text, _>(order.ledger_transaction_id.clone())
-    .get_result(conn)
-    .await
-    .optional()?)
+    .bind::<Array<Text>, _>(col(|o| o.idempotency_key.clone()))
+    .bind::<Array<Text>, _>(col(|o| o.account_id.clone()))
+    .bind::<Array<BigInt>, _>(num(|o| o.amount_minor))
+    .bind::<Array<Text>, _>(col(|o| o.currency.clone()))
+    .bind::<Array<Text>, _>(col(|o| o.period_start.clone()))
+    .bind::<Array<Text>, _>(col(|o| o.period_end.clone()))
+    .bind::<Array<BigInt>, _>(num(|o| o.minimum_commitment_minor))
+    .bind::<Array<BigInt>, _>(num(|o| o.eligible_usage_minor))
+    .bind::<Array<Text>, _>(col(|o| o.ledger_transaction_id.clone()))
+    .load(conn)
+    .await?)
 }
 
 /// A refused request, to record.

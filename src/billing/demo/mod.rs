@@ -9,9 +9,27 @@ use chrono::{Days, NaiveDate};
 use crate::billing::ledger::rules::{anniversary_days_due_on, AnniversaryDay};
 use crate::db::{Db, DbError};
 
+pub mod bulk;
+mod copy_format;
+pub mod generate;
 pub mod store;
 
 use store::{DemoLedgerSpec, LedgerCounts};
+
+/// Why loading a demo ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A statement on the pool failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The bulk load (COPY, indexes) on its own connections failed.
+    #[error("demo ledger bulk load: {0}")]
+    Bulk(#[from] tokio_postgres::Error),
+}
+
+/// Accounts from which a load into a ledger holding no other client drops
+/// the secondary indexes and builds them again after.
+const REBUILD_INDEXES_MIN: i64 = 50_000;
 
 /// What [`load_demo_ledger`] loaded.
 #[derive(Debug, Clone)]
@@ -27,13 +45,14 @@ pub struct DemoLedger {
 const ONE_PART_MAX: i64 = 20_000;
 
 /// The account ranges loaded at once, on separate connections: one part
-/// for a small ledger, else one per core the machine has (at most four), so
-/// the database's cores all work on a large one.
+/// for a small ledger, else two per core the machine has (at most four), so
+/// the database's cores stay busy on a large one while each stream also
+/// waits on its generator and the network.
 fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
     let parts = if accounts <= ONE_PART_MAX {
         1
     } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get().min(4)) as i64
+        std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).min(4)) as i64
     };
     let size = (accounts + parts - 1) / parts.max(1);
     (0..parts)
@@ -43,30 +62,35 @@ fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
 }
 
 /// Replaces the ledger of `client_id` with a generated one of `accounts`
-/// accounts (`A0000001` upward), set-based: the client's ledger is removed
-/// and its catalogue created in one database transaction, then the accounts
-/// are generated in a few parts at once (each part one transaction), then
-/// the ledger tables are analyzed. A load that fails part-way leaves part
-/// of the accounts; loading again replaces them.
+/// accounts (`A0000001` upward): the client's ledger is removed and its
+/// catalogue created in one database transaction, the ids of the new rows
+/// reserved, then the rows generated in this process and copied in (binary
+/// COPY) in a few parts at once, each part one transaction on a connection
+/// of its own; on a ledger that holds no other client, a large load drops
+/// the secondary indexes first and builds them after. Then the ledger
+/// tables are analyzed. A load that fails part-way leaves part of the
+/// accounts; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
 /// day before `business_date`, so the accounts whose anniversary is due on
 /// `business_date` have a period ending on it: the daily run of that date
 /// re-rates them, syncs the last day's usage, bills them (true-ups where
-/// commitments were not met) and syncs the true-ups. Broken accounts: on
-/// every day a few SUSPENDED accounts (`ACCOUNT_INACTIVE`) and cancelled
-/// subscriptions (`NO_ACTIVE_SUBSCRIPTION`), which BILLING reports; on days
-/// other than the business date's, also plans without rates in the account's
-/// currency (`RATE_SCHEDULE_NOT_FOUND`), a schedule with a tier gap
-/// (`TIER_GAP`) and accumulators that disagree with usage
-/// (`ACCUMULATOR_MISMATCH`), which rating reports on later dates. See
-/// [`store::load_demo_accounts`] for the exact rules.
+/// commitments were not met) and syncs the true-ups. About ten usage
+/// records per account; a minimum commitment on one subscription in four.
+/// Broken accounts, 1% of each kind: on every day SUSPENDED accounts
+/// (`ACCOUNT_INACTIVE`) and accounts whose only subscription is cancelled
+/// (`NO_ACTIVE_SUBSCRIPTION`), which BILLING reports; on days other than
+/// the business date's, also plans without rates in the account's currency
+/// (`RATE_SCHEDULE_NOT_FOUND`), a schedule with a tier gap (`TIER_GAP`) and
+/// accumulators that disagree with usage (`ACCUMULATOR_MISMATCH`), which
+/// rating reports on later dates. See [`generate::encode`] for the exact
+/// rules.
 pub async fn load_demo_ledger(
     db: &Db,
     client_id: &str,
     accounts: usize,
     business_date: NaiveDate,
-) -> Result<DemoLedger, DbError> {
+) -> Result<DemoLedger, DemoError> {
     let usage_day = business_date - Days::new(1);
     let open_periods = (1..=31)
         .map(|day| {
@@ -88,23 +112,48 @@ pub async fn load_demo_ledger(
         open_periods,
         due_days: due_days.iter().map(|&d| d as i16).collect(),
     };
-    store::reset_demo_ledger(&mut *db.conn().await?, client_id).await?;
+    let (ids, rebuild) = {
+        let mut conn = db.conn().await?;
+        store::reset_demo_ledger(&mut conn, client_id).await?;
+        let ids = store::reserve_ids(&mut conn, spec.accounts).await?;
+        let rebuild = spec.accounts >= REBUILD_INDEXES_MIN
+            && store::ledger_is_alone(&mut conn, client_id).await?;
+        (ids, rebuild)
+    };
+    let url = db.url();
+    let dropped = if rebuild {
+        bulk::drop_secondary_indexes(url).await?
+    } else {
+        Vec::new()
+    };
     let parts = load_parts(spec.accounts);
-    futures_util::future::try_join_all(parts.iter().map(|&(first, last)| {
-        let spec = &spec;
-        async move {
-            let mut conn = db.conn().await?;
-            store::load_demo_accounts(&mut conn, client_id, spec, first, last).await
-        }
-    }))
-    .await?;
-    let counts = store::finish_demo_ledger(&mut *db.conn().await?, client_id).await?;
+    let copied = futures_util::future::try_join_all(
+        parts
+            .iter()
+            .map(|&(first, last)| bulk::copy_accounts(url, client_id, &spec, &ids, first, last)),
+    )
+    .await;
+    // The indexes come back whether or not the rows went in.
+    let rebuilt = bulk::create_indexes(url, &dropped, parts.len()).await;
+    let copied = copied?;
+    rebuilt?;
+    store::finish_demo_ledger(&mut *db.conn().await?).await?;
+    let counts = copied
+        .into_iter()
+        .fold(LedgerCounts::default(), |total, part| LedgerCounts {
+            accounts: total.accounts + part.accounts,
+            subscriptions: total.subscriptions + part.subscriptions,
+            bill_units: total.bill_units + part.bill_units,
+            usage_records: total.usage_records + part.usage_records,
+            transactions: total.transactions + part.transactions,
+        });
     tracing::info!(
         client_id,
         %business_date,
         accounts = counts.accounts,
         usage_records = counts.usage_records,
         transactions = counts.transactions,
+        indexes_rebuilt = dropped.len(),
         "demo ledger loaded"
     );
     Ok(DemoLedger { counts, due_days })

@@ -1,7 +1,9 @@
 //! SYNC_BILLING_TRANSACTIONS: sends the TRUE_UP transactions BILLING
 //! created to core Aria, each as one true-up order, as a step of its own so
 //! that BILLING never fails on sync trouble. One work item is one TRUE_UP
-//! not yet synchronized.
+//! not yet synchronized; a batch's orders go to core Aria in one
+//! CreateTrueUpOrders call (split into chunks by the client), each order
+//! with its own result.
 //!
 //! A TRUE_UP is marked SYNCED with core Aria's order id, or ERROR with core
 //! Aria's own code (the item's error code). When core Aria cannot be
@@ -16,23 +18,19 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::catalogue::{CatalogueEntry, CatalogueJob, SYNC_BILLING_TRANSACTIONS};
 use super::ledger_job::{ledger_conn, ledger_error, paged_plan, payload, to_payload, PLAN_PAGE};
-use crate::billing::core_aria::{CoreAriaClient, CoreError};
+use crate::billing::core_aria::CoreAriaClient;
 use crate::billing::ledger::store::{self as ledger, SyncResult, TransactionToSync, SYNCED};
-use crate::proto::core_v1::CreateTrueUpOrderRequest;
+use crate::proto::core_v1::TrueUpOrder;
 use crate::scheduling::job::{
     ItemOutcome, JobContext, JobError, PlanStream, PlannedItem, WorkItem,
 };
 
 /// Error code: the TRUE_UP of the item does not exist.
 pub const TRANSACTION_NOT_FOUND: &str = "TRANSACTION_NOT_FOUND";
-
-/// True-up orders in flight at once within one batch.
-const CONCURRENT_CALLS: usize = 16;
 
 /// The JSON input of one SYNC_BILLING_TRANSACTIONS work item: the TRUE_UP
 /// and what its true-up order says. Processing reads the TRUE_UP from the
@@ -84,10 +82,10 @@ impl SyncBillingTransactions {
     }
 }
 
-fn order_request(client_id: &str, t: &TransactionToSync) -> CreateTrueUpOrderRequest {
+/// The true-up order of a TRUE_UP, as core Aria's interface carries it.
+fn order(t: &TransactionToSync) -> TrueUpOrder {
     let detail = |field: &str| t.detail.get(field).and_then(|v| v.as_i64()).unwrap_or(0);
-    CreateTrueUpOrderRequest {
-        client_id: client_id.to_string(),
+    TrueUpOrder {
         idempotency_key: t.idempotency_key.clone(),
         account_id: t.account_id.clone(),
         amount_minor: t.amount_minor,
@@ -159,61 +157,67 @@ impl CatalogueJob for SyncBillingTransactions {
                 .map(|t| (t.transaction_id, t))
                 .collect();
 
-        // Send every TRUE_UP not yet synced, a few at a time.
+        // Send every TRUE_UP not yet synced, the batch's orders in one call.
         let mut to_send: Vec<&TransactionToSync> =
             found.values().filter(|t| t.sync_status != SYNCED).collect();
         to_send.sort_by_key(|t| t.transaction_id);
-        to_send.dedup_by_key(|t| t.transaction_id);
-        let requests: Vec<(i64, CreateTrueUpOrderRequest)> = to_send
-            .into_iter()
-            .map(|t| (t.transaction_id, order_request(&ctx.client_id, t)))
-            .collect();
-        let core = self.core.clone();
-        let answers: Vec<(i64, Result<_, CoreError>)> = stream::iter(requests)
-            .map(move |(id, request)| {
-                let core = core.clone();
-                async move { (id, core.create_true_up_order(request).await) }
-            })
-            .buffered(CONCURRENT_CALLS)
-            .collect()
-            .await;
+        let orders: Vec<TrueUpOrder> = to_send.iter().map(|t| order(t)).collect();
+        let answers = if orders.is_empty() {
+            Vec::new()
+        } else {
+            match self
+                .core
+                .create_true_up_orders(&ctx.client_id, orders)
+                .await
+            {
+                Ok(answers) => answers,
+                Err(e) => {
+                    // Nothing of the call is known: every order is marked
+                    // with the call's error, and the retry resends them all
+                    // (core Aria's keys make any that went through replays).
+                    let failed: Vec<(i64, SyncResult)> = to_send
+                        .iter()
+                        .map(|t| {
+                            let result = SyncResult::Failed {
+                                code: e.code().to_string(),
+                                reason: e.to_string(),
+                            };
+                            (t.transaction_id, result)
+                        })
+                        .collect();
+                    if let Err(record) =
+                        ledger::record_sync_results(&mut conn, &ctx.client_id, &failed).await
+                    {
+                        tracing::warn!(error = %record, "could not record the failed sync attempt");
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
 
         let mut results = Vec::with_capacity(answers.len());
         let mut rejected: HashMap<i64, (String, String)> = HashMap::new();
-        let mut call_failure: Option<CoreError> = None;
-        for (id, answer) in answers {
-            let result = match answer {
-                Ok(response) => match response.error_code {
-                    None => SyncResult::Synced {
-                        core_reference: response.order_id,
-                    },
-                    Some(code) => {
-                        rejected.insert(id, (code.clone(), response.error_message.clone()));
-                        SyncResult::Failed {
-                            code,
-                            reason: response.error_message,
-                        }
-                    }
+        for (t, answer) in to_send.iter().zip(answers) {
+            let result = match answer.error_code {
+                None => SyncResult::Synced {
+                    core_reference: answer.order_id,
                 },
-                Err(e) => {
-                    let failed = SyncResult::Failed {
-                        code: e.code().to_string(),
-                        reason: e.to_string(),
-                    };
-                    call_failure.get_or_insert(e);
-                    failed
+                Some(code) => {
+                    rejected.insert(
+                        t.transaction_id,
+                        (code.clone(), answer.error_message.clone()),
+                    );
+                    SyncResult::Failed {
+                        code,
+                        reason: answer.error_message,
+                    }
                 }
             };
-            results.push((id, result));
+            results.push((t.transaction_id, result));
         }
         ledger::record_sync_results(&mut conn, &ctx.client_id, &results)
             .await
             .map_err(ledger_error)?;
-        if let Some(e) = call_failure {
-            // The orders that did go through are SYNCED and will be skipped
-            // by the retry.
-            return Err(e.into());
-        }
 
         Ok(payloads
             .into_iter()

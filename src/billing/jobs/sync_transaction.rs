@@ -142,11 +142,13 @@ impl CatalogueJob for SyncTransaction {
                 })
             })
             .collect();
+        let started = std::time::Instant::now();
         let mut conn = ledger_conn(ctx).await?;
         let transactions = ledger::unsynced_usage_transactions(&mut conn, &ctx.client_id, &wanted)
             .await
             .map_err(ledger_error)?;
 
+        let read = started.elapsed();
         let sent = if transactions.is_empty() {
             Vec::new()
         } else {
@@ -164,6 +166,7 @@ impl CatalogueJob for SyncTransaction {
             }
         };
 
+        let called = started.elapsed();
         // Record every transaction's result; gather each item's failures.
         let mut results = Vec::with_capacity(sent.len());
         let mut failures: HashMap<(String, String), Vec<(String, String, String)>> = HashMap::new();
@@ -197,6 +200,14 @@ impl CatalogueJob for SyncTransaction {
         ledger::record_sync_results(&mut conn, &ctx.client_id, &results)
             .await
             .map_err(ledger_error)?;
+        tracing::debug!(
+            items = items.len(),
+            transactions = transactions.len(),
+            read_ms = read.as_secs_f64() * 1e3,
+            call_ms = (called - read).as_secs_f64() * 1e3,
+            record_ms = (started.elapsed() - called).as_secs_f64() * 1e3,
+            "usage transactions synced"
+        );
         let sent_per_item = transactions.iter().fold(HashMap::new(), |mut m, t| {
             *m.entry((t.account_id.clone(), t.currency.clone()))
                 .or_insert(0usize) += 1;

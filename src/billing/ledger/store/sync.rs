@@ -119,9 +119,15 @@ const TRANSACTION_TO_SYNC: &str = "t.transaction_id, t.account_id, t.transaction
      t.service_id, t.quantity, t.amount_minor, t.currency, t.idempotency_key, t.sync_status, \
      t.core_reference, t.detail, bu.period_start, bu.period_end";
 
+/// [`TRANSACTION_TO_SYNC`] without the detail, which core Aria's usage
+/// interface does not carry: no need to read and parse it per transaction.
+const USAGE_TO_SYNC: &str = "t.transaction_id, t.account_id, t.transaction_type, \
+     t.service_id, t.quantity, t.amount_minor, t.currency, t.idempotency_key, t.sync_status, \
+     t.core_reference, '{}'::jsonb AS detail, bu.period_start, bu.period_end";
+
 /// The unsynchronized USAGE and USAGE_ADJ transactions of each (account,
 /// currency, through id) work item, up to its through id, ordered by
-/// (account, id).
+/// (account, id). Their detail is left empty.
 pub async fn unsynced_usage_transactions(
     conn: &mut AsyncPgConnection,
     client_id: &str,
@@ -131,7 +137,7 @@ pub async fn unsynced_usage_transactions(
         return Ok(Vec::new());
     }
     Ok(diesel::sql_query(format!(
-        "SELECT {TRANSACTION_TO_SYNC} \
+        "SELECT {USAGE_TO_SYNC} \
          FROM unnest($2::text[], $3::text[], $4::bigint[]) AS w(account_id, currency, through) \
          JOIN ledger.transactions t \
            ON t.client_id = $1 AND t.account_id = w.account_id AND t.currency = w.currency \
