@@ -23,6 +23,7 @@
 
 #[path = "billing_day/ceiling.rs"]
 mod ceiling;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,7 @@ use allegro_scheduler::billing::jobs::catalogue::CATALOGUE;
 use allegro_scheduler::db::Db;
 use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::scheduling::api::bearer::BearerKey;
-use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::store::retention;
-use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
 use chrono::NaiveDate;
@@ -43,53 +42,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use support::{bench_key, connect, env_usize, peak_rss_mb};
+
 const CLIENT: &str = "bench";
 const LEDGER_DB: &str = "allegro_billing_day";
 const CEILING_DB: &str = "allegro_billing_day_ceiling";
 
 type Keyed = InterceptedService<Channel, BearerKey>;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Peak RSS of this process (server, stand-in and benchmark client).
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Starts the peak RSS afresh (Linux: writing 5 to clear_refs).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Connects, retrying for a while: other work on a shared PostgreSQL may
-/// hold every connection for a moment.
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let mut attempts = 0;
-    loop {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                return client;
-            }
-            Err(e) if attempts < 60 => {
-                attempts += 1;
-                eprintln!("connect to {url}: {e:?}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => panic!("connect to {url}: {e:?}"),
-        }
-    }
 }
 
 fn url_for(admin: &str, database: &str) -> String {
@@ -109,26 +72,6 @@ async fn db_time(admin: &tokio_postgres::Client, database: &str) -> (f64, i64) {
         .await
         .unwrap();
     (row.get(0), row.get(1))
-}
-
-/// An operator key for the benchmark client.
-async fn bench_key(url: &str) -> BearerKey {
-    let db = Db::new(url, 1).unwrap();
-    let mut conn = db.conn().await.unwrap();
-    let issued = issue_key(
-        &mut conn,
-        &KeyRequest {
-            client_id: CLIENT.into(),
-            name: "billing-day".into(),
-            role: Role::Operator,
-            scope: ClientScope::one(CLIENT),
-            expire_time: None,
-            created_by: "bench".into(),
-        },
-    )
-    .await
-    .unwrap();
-    BearerKey::new(&issued.key).unwrap()
 }
 
 /// One job of the schedule as the service ran it.
@@ -350,7 +293,7 @@ async fn main() {
         .connect()
         .await
         .unwrap();
-    let channel = InterceptedService::new(channel, bench_key(&url).await);
+    let channel = InterceptedService::new(channel, bench_key(&url, CLIENT).await);
     let mut service = Service {
         configs: JobScheduleConfigServiceClient::new(channel.clone()),
         executions: ExecutionServiceClient::new(channel),

@@ -84,13 +84,25 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[idx]
 }
 
-/// A plain PostgreSQL connection (for statistics and setup).
+/// A plain PostgreSQL connection (for statistics and setup), retrying for
+/// a while: other work on a shared PostgreSQL may hold every connection for
+/// a moment.
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
+    let mut attempts = 0;
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                return client;
+            }
+            Err(e) if attempts < 60 => {
+                attempts += 1;
+                eprintln!("connect to {url}: {e:?}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("connect to {url}: {e:?}"),
+        }
+    }
 }
 
 /// Drops and creates the database `name` on the server of the admin URL
