@@ -6,8 +6,9 @@
 //! URL, default postgres://postgres@127.0.0.1:5432/postgres;
 //! ALLEGRO_BENCH_SECONDS per RPC, default 5; ALLEGRO_BENCH_ITEMS for the
 //! engine job, default 200000; ALLEGRO_BENCH_STREAMS, default 50;
-//! ALLEGRO_BENCH_REQUEST_POOL and ALLEGRO_BENCH_ENGINE_THREADS override the
-//! server's defaults, to compare).
+//! ALLEGRO_BENCH_REQUEST_POOL, ALLEGRO_BENCH_ENGINE_THREADS and
+//! ALLEGRO_BENCH_READS_WHILE_PROCESSING override the server's defaults, to
+//! compare).
 
 // Tests and benchmarks may unwrap: a failure there is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -225,6 +226,10 @@ async fn main() {
     settings.max_requests_per_key = 10_000;
     settings.db_pool_size = env_usize("ALLEGRO_BENCH_REQUEST_POOL", settings.db_pool_size);
     settings.engine_threads = env_usize("ALLEGRO_BENCH_ENGINE_THREADS", settings.engine_threads);
+    settings.reads_while_processing = env_usize(
+        "ALLEGRO_BENCH_READS_WHILE_PROCESSING",
+        settings.reads_while_processing,
+    );
     let shutdown = CancellationToken::new();
     let running = server::start(&settings, registry, shutdown.clone())
         .await
@@ -260,8 +265,11 @@ async fn main() {
     println!(
         "api benchmark: {streams} concurrent streams over {CHANNELS} HTTP/2 connections, \
          {seconds} s per RPC, local PostgreSQL, request pool {}, engine pool {}, \
-         engine threads {}",
-        settings.db_pool_size, settings.engine_db_pool_size, settings.engine_threads
+         engine threads {}, reads while processing {}",
+        settings.db_pool_size,
+        settings.engine_db_pool_size,
+        settings.engine_threads,
+        settings.reads_while_processing
     );
     println!(
         "{:<30} {:>11} {:>9} {:>9} {:>9}",

@@ -191,7 +191,11 @@ pub async fn start_on(
     let streams = CancellationToken::new();
     let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
     let usecases = UseCases::new(engine.clone(), hub.clone(), streams.clone())
-        .with_request_pool(requests_db.clone());
+        .with_request_pool(requests_db.clone())
+        .with_read_gate(
+            settings.reads_while_processing,
+            std::time::Duration::from_millis(settings.db_pool_wait_ms),
+        );
     let engine_runtime = match settings.engine_threads {
         0 => None,
         threads => Some(EngineRuntime::start(threads)?),

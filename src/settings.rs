@@ -25,12 +25,15 @@ pub struct ServeSettings {
     /// Port of the embedded PostgreSQL cluster (127.0.0.1 only).
     #[arg(long, env = "ALLEGRO_EMBEDDED_PG_PORT", default_value_t = 54329)]
     pub embedded_pg_port: u16,
-    /// Size of the connection pool of API requests. The default is twice
-    /// the cores (4 to 16): more reads at once than PostgreSQL has cores to
-    /// run them only take CPU from the engine's batches, and a read waits
-    /// for a connection (up to `--db-pool-wait-ms`) at no cost.
-    #[arg(long, env = "ALLEGRO_DB_POOL_SIZE", default_value_t = default_request_pool())]
+    /// Size of the connection pool of API requests.
+    #[arg(long, env = "ALLEGRO_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+    /// Requests on the database at once while the engine is processing
+    /// (default: one per core; 0: no limit). More reads at once than
+    /// PostgreSQL has cores only take CPU from the batches; a request past
+    /// it waits for a place (up to `--db-pool-wait-ms`) at no cost.
+    #[arg(long, env = "ALLEGRO_READS_WHILE_PROCESSING", default_value_t = default_reads_while_processing())]
+    pub reads_while_processing: usize,
     /// Size of the engine's own connection pool (workers, scheduler,
     /// planner, event hub), so API reads never starve batch settles.
     #[arg(long, env = "ALLEGRO_ENGINE_DB_POOL_SIZE", default_value_t = 8)]
@@ -178,7 +181,8 @@ impl ServeSettings {
             database_url: Some(database_url.to_string()),
             data_dir: PathBuf::from(".allegro-data"),
             embedded_pg_port: 54329,
-            db_pool_size: default_request_pool(),
+            db_pool_size: 16,
+            reads_while_processing: default_reads_while_processing(),
             engine_db_pool_size: 8,
             db_statement_timeout_ms: 60_000,
             db_pool_wait_ms: 1_000,
@@ -274,11 +278,11 @@ impl ServeSettings {
     }
 }
 
-/// The request pool's default size: twice the cores this process may use,
-/// at least 4 and at most 16.
-pub fn default_request_pool() -> usize {
+/// The default of `--reads-while-processing`: the cores this process may
+/// use (1 to 16).
+pub fn default_reads_while_processing() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(8)
-        .clamp(4, 16)
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 16)
 }

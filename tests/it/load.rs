@@ -131,6 +131,21 @@ impl Fixture {
         client
     }
 
+    /// A session holding a lock that blocks every read of configurations
+    /// (and nothing the engine's workers do) until dropped.
+    async fn block_config_reads(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&self.server.database_url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute("BEGIN; LOCK TABLE job_schedule_configs IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        client
+    }
+
     /// The backends of the request pool.
     async fn request_backends(&self) -> BTreeSet<i32> {
         let (client, conn) =
@@ -376,4 +391,117 @@ async fn read_plans_use_indexes_on_realistic_sizes() {
     }
     drop(client);
     drop_database(&url).await;
+}
+
+/// API backends of the fixture's database waiting on a lock.
+async fn waiting_request_backends(fx: &Fixture) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&fx.server.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = $1 AND wait_event_type = 'Lock'",
+            &[&allegro_scheduler::db::API_APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// `n` ListJobScheduleConfigs calls started at once, left running.
+fn list_calls(fx: &Fixture, n: usize) -> Vec<tokio::task::JoinHandle<Code>> {
+    (0..n)
+        .map(|_| {
+            let mut configs = fx.server.configs();
+            tokio::spawn(async move {
+                match configs
+                    .list_job_schedule_configs(pb::ListJobScheduleConfigsRequest {
+                        client_id: "acme".into(),
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn while_the_engine_processes_requests_take_few_places_on_the_database() {
+    let fx = setup(|s| {
+        s.db_pool_size = 8;
+        s.reads_while_processing = 1;
+        s.db_pool_wait_ms = 5_000;
+    })
+    .await;
+    let engine = fx.server.server.engine.clone();
+    let mut slow = daily("slow", &["SLOW"]);
+    slow.frequency = pb::Frequency::Scheduled as i32;
+    let config_id = fx
+        .server
+        .configs()
+        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+            client_id: "acme".into(),
+            config: Some(slow),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config_id;
+    fx.server
+        .executions()
+        .process_execution(pb::ProcessExecutionRequest {
+            client_id: "acme".into(),
+            config_id,
+            business_date: DATE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // One batch of sixty items at 20 ms each: the engine processes for a
+    // second or more.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !engine.is_processing() {
+        assert!(Instant::now() < deadline, "the engine never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Configuration reads wait on a lock the workers never need: while
+    // the engine processes, one of six is on the database, the others wait
+    // for its place without a connection.
+    let lock = fx.block_config_reads().await;
+    let calls = list_calls(&fx, 6);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(engine.is_processing());
+    assert_eq!(waiting_request_backends(&fx).await, 1);
+    drop(lock);
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Code::Ok);
+    }
+
+    // Once the engine is idle, all six reach the database at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.is_processing() {
+        assert!(Instant::now() < deadline, "the engine never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lock = fx.block_config_reads().await;
+    let calls = list_calls(&fx, 6);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting_request_backends(&fx).await < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle engine's requests were held back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(lock);
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Code::Ok);
+    }
+    fx.server.stop().await;
 }

@@ -71,7 +71,31 @@ struct Inner {
     clock: Arc<dyn Clock>,
     identities: Mutex<HashMap<i64, JobRunIdentity>>,
     metrics: EngineMetrics,
+    /// When this process's engine was made, the origin of `last_work_ms`.
+    started: std::time::Instant,
+    /// Milliseconds after `started` (plus one, so 0 means never) at which a
+    /// worker last finished planning a job or processing a batch.
+    last_work_ms: std::sync::atomic::AtomicU64,
+    /// Workers planning or processing right now.
+    busy_workers: std::sync::atomic::AtomicUsize,
 }
+
+/// A worker planning a job or processing a batch, from claim to settle.
+pub(crate) struct Busy<'a>(&'a Engine);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.note_work();
+        self.0
+            .inner
+            .busy_workers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How long after a worker's last batch the engine still counts as
+/// processing (a little more than a worker's poll between batches).
+const PROCESSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Handle on the engine; cheap to clone.
 #[derive(Clone)]
@@ -99,6 +123,9 @@ impl Engine {
                 clock,
                 identities: Mutex::new(HashMap::new()),
                 metrics,
+                started: std::time::Instant::now(),
+                last_work_ms: std::sync::atomic::AtomicU64::new(0),
+                busy_workers: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -131,6 +158,49 @@ impl Engine {
     /// Identifies this process's leases.
     pub fn worker_id(&self) -> Uuid {
         self.inner.worker_id
+    }
+
+    /// Whether this process's workers are planning or processing now (or
+    /// finished a batch within the last [`PROCESSING_WINDOW`]): the request
+    /// side then yields database capacity to them (see
+    /// `UseCases::with_read_gate`).
+    pub fn is_processing(&self) -> bool {
+        if self
+            .inner
+            .busy_workers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            return true;
+        }
+        let last = self
+            .inner
+            .last_work_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        last != 0
+            && self.millis_since_start().saturating_sub(last) < PROCESSING_WINDOW.as_millis() as u64
+    }
+
+    /// Marks a worker busy until the guard is dropped.
+    pub(crate) fn busy(&self) -> Busy<'_> {
+        self.inner
+            .busy_workers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self)
+    }
+
+    /// Notes that a worker just planned a job or processed a batch.
+    fn note_work(&self) {
+        self.inner.last_work_ms.store(
+            self.millis_since_start(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 
     /// Wakes idle workers: new work may be claimable.

@@ -61,6 +61,7 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
     let mut conn = engine.db().conn().await?;
     if let Some(claim) = planning::claim_plan(&mut conn, engine.worker_id(), lease).await? {
         drop(conn);
+        let _busy = engine.busy();
         let span = tracing::info_span!(
             "plan",
             client = %claim.client_id,
@@ -79,6 +80,7 @@ async fn work_once(engine: &Engine) -> Result<bool, Error> {
         .claim(claiming.elapsed(), claimed.is_some());
     if let Some(batch) = claimed {
         drop(conn);
+        let _busy = engine.busy();
         if batch.taken_over {
             engine.metrics().lease_taken_over();
         }

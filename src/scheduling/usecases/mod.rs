@@ -23,11 +23,16 @@ pub mod execution_queries;
 pub mod execution_recovery;
 pub mod status_stream;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
 use diesel_async::AsyncPgConnection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::db::{Conn, Db};
+use crate::db::{Conn, Db, DbError};
 use crate::scheduling::domain::config::JobScheduleConfig;
 use crate::scheduling::engine::Engine;
 use crate::scheduling::store::configs;
@@ -49,6 +54,40 @@ pub struct UseCases {
     db: Db,
     hub: EventHub,
     shutdown: CancellationToken,
+    /// Places for requests on the database while the engine processes.
+    gate: Option<ReadGate>,
+}
+
+/// While the engine's workers are processing, requests take the database
+/// through a few places only (about one per core), and wait for one at no
+/// cost: on a small machine fifty readers at once would otherwise take the
+/// cores the batches settle on, and a billing day is what the service is
+/// for. When the engine is idle, requests use the whole request pool.
+#[derive(Clone)]
+struct ReadGate {
+    places: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// A request's connection; while the engine processes it also holds a
+/// place at the [`ReadGate`], given back with the connection.
+pub struct RequestConn {
+    conn: Conn,
+    _place: Option<OwnedSemaphorePermit>,
+}
+
+impl Deref for RequestConn {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl DerefMut for RequestConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 /// One page of a listing and the key to continue after it (`None` on the
@@ -81,6 +120,7 @@ impl UseCases {
             engine,
             hub,
             shutdown,
+            gate: None,
         }
     }
 
@@ -88,6 +128,18 @@ impl UseCases {
     /// the engine's connections.
     pub fn with_request_pool(mut self, db: Db) -> Self {
         self.db = db;
+        self
+    }
+
+    /// The same use cases with at most `places` requests on the database
+    /// at once while the engine is processing (0: no limit); a request
+    /// waits up to `wait` for a place, then answers UNAVAILABLE like an
+    /// exhausted pool.
+    pub fn with_read_gate(mut self, places: usize, wait: Duration) -> Self {
+        self.gate = (places > 0).then(|| ReadGate {
+            places: Arc::new(Semaphore::new(places)),
+            wait,
+        });
         self
     }
 
@@ -101,8 +153,22 @@ impl UseCases {
         &self.engine
     }
 
-    async fn conn(&self) -> Result<Conn, Error> {
-        Ok(self.db.conn().await?)
+    async fn conn(&self) -> Result<RequestConn, Error> {
+        let place = match &self.gate {
+            Some(gate) if self.engine.is_processing() => Some(
+                tokio::time::timeout(gate.wait, gate.places.clone().acquire_owned())
+                    .await
+                    .map_err(|_| {
+                        DbError::Pool("no place for a request while the engine processes".into())
+                    })?
+                    .map_err(|_| DbError::Pool("the request gate is closed".into()))?,
+            ),
+            _ => None,
+        };
+        Ok(RequestConn {
+            conn: self.db.conn().await?,
+            _place: place,
+        })
     }
 }
 
