@@ -59,7 +59,7 @@ pub struct UseCases {
 }
 
 /// While the engine's workers are processing, requests take the database
-/// through a few places only (about one per core), and wait for one at no
+/// through a few places only (half the cores by default), and wait for one at no
 /// cost: on a small machine fifty readers at once would otherwise take the
 /// cores the batches settle on, and a billing day is what the service is
 /// for. When the engine is idle, requests use the whole request pool.
