@@ -690,3 +690,29 @@ async fn health_and_reflection_v1_and_v1alpha_are_served() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stored_job_list_that_does_not_parse_answers_internal_and_harms_no_one_else() {
+    let server = TestServer::start().await;
+    let broken = create(&server, CLIENT, daily("eod", &["BILLING"]))
+        .await
+        .unwrap();
+    let fine = create(&server, "other", daily("eod", &["BILLING"]))
+        .await
+        .unwrap();
+    let (db, conn) = tokio_postgres::connect(&server.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.execute(
+        "UPDATE job_schedule_configs SET jobs = '[{\"job\": 7}]'::jsonb \
+         WHERE config_id = $1::text::uuid",
+        &[&broken.config_id],
+    )
+    .await
+    .unwrap();
+    let refused = get(&server, CLIENT, &broken.config_id).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert_eq!(get(&server, "other", &fine.config_id).await.unwrap(), fine);
+    server.stop().await;
+}

@@ -48,7 +48,7 @@ impl JobScheduleConfigService for ConfigApi {
             .usecases
             .create_config(&client, config_input(&config))
             .await?;
-        Ok(Response::new(config_to_proto(&stored)))
+        Ok(Response::new(config_to_proto(stored)))
     }
 
     async fn get_job_schedule_config(
@@ -59,7 +59,7 @@ impl JobScheduleConfigService for ConfigApi {
         let client = authorized_client(&extensions, &req.client_id)?;
         let config_id = uuid("config_id", &req.config_id)?;
         let config = self.usecases.get_config(&client, config_id).await?;
-        Ok(Response::new(config_to_proto(&config)))
+        Ok(Response::new(config_to_proto(config)))
     }
 
     async fn list_job_schedule_configs(
@@ -77,7 +77,7 @@ impl JobScheduleConfigService for ConfigApi {
             .list_configs(&client, after, limit as usize)
             .await?;
         Ok(Response::new(pb::ListJobScheduleConfigsResponse {
-            configs: page.items.iter().map(config_to_proto).collect(),
+            configs: page.items.into_iter().map(config_to_proto).collect(),
             next_page_token: page
                 .next
                 .map(|key| self.tokens.encode(&scope, &key))
@@ -106,7 +106,7 @@ impl JobScheduleConfigService for ConfigApi {
             values: config_input(&config),
         };
         let stored = self.usecases.update_config(&client, update).await?;
-        Ok(Response::new(config_to_proto(&stored)))
+        Ok(Response::new(config_to_proto(stored)))
     }
 
     async fn list_upcoming_runs(

@@ -63,13 +63,14 @@ pub fn config_input(config: &pb::JobScheduleConfig) -> ConfigInput {
 }
 
 /// The proto message of a stored configuration.
-pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
-    let d = &config.draft;
+pub fn config_to_proto(config: JobScheduleConfig) -> pb::JobScheduleConfig {
+    let etag = config.etag();
+    let d = config.draft;
     pb::JobScheduleConfig {
         config_id: config.config_id.to_string(),
-        client_id: config.client_id.clone(),
-        name: d.name.clone(),
-        description: d.description.clone(),
+        client_id: config.client_id,
+        name: d.name,
+        description: d.description,
         frequency: frequency_to_proto(d.frequency) as i32,
         scheduled_time: d
             .scheduled_time
@@ -91,14 +92,14 @@ pub fn config_to_proto(config: &JobScheduleConfig) -> pb::JobScheduleConfig {
             .unwrap_or_default(),
         jobs: d
             .jobs
-            .iter()
+            .into_iter()
             .map(|j| pb::JobSpec {
-                job_type: j.job_type.clone(),
+                job_type: j.job_type,
                 manual: j.manual,
             })
             .collect(),
         automatic_runs_paused: d.automatic_runs_paused,
-        etag: config.etag(),
+        etag,
         create_time: Some(timestamp(config.create_time)),
         update_time: Some(timestamp(config.update_time)),
         rule_start_date: d.rule_start_date.map(|d| d.to_string()).unwrap_or_default(),

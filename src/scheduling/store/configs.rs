@@ -33,13 +33,30 @@ pub struct ConfigRow {
     exception_end_time: Option<NaiveTime>,
     time_zone: String,
     recurrence_rule: Option<String>,
-    jobs: serde_json::Value,
+    jobs: StoredJobs,
     automatic_runs_paused: bool,
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
     rule_start_date: NaiveDate,
     scheduled_through: DateTime<Utc>,
+}
+
+/// The `jobs` column read straight into job specs (no intermediate JSON
+/// tree: a configuration list decodes one per row); a list that does not
+/// parse is kept as its error, for the row's conversion to report.
+#[derive(Debug, Clone, diesel::deserialize::FromSqlRow)]
+pub struct StoredJobs(Result<Vec<JobSpec>, String>);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for StoredJobs {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        // JSONB's binary form: a version byte (1), then the JSON text.
+        let parsed = match value.as_bytes().split_first() {
+            Some((1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+            _ => Err("not JSONB version 1".to_string()),
+        };
+        Ok(StoredJobs(parsed))
+    }
 }
 
 impl ConfigRow {
@@ -110,8 +127,7 @@ impl TryFrom<ConfigRow> for JobScheduleConfig {
             .map(RecurrenceRule::parse)
             .transpose()
             .map_err(|e| corrupt("recurrence rule", e))?;
-        let jobs: Vec<JobSpec> = serde_json::from_value(row.jobs.clone())
-            .map_err(|e| corrupt("job list", e.to_string()))?;
+        let jobs = row.jobs.0.map_err(|e| corrupt("job list", e))?;
         let exception_window = match (row.exception_start_time, row.exception_end_time) {
             (Some(start), Some(end)) => Some(ExceptionWindow { start, end }),
             _ => None,
