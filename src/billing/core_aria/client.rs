@@ -65,34 +65,27 @@ impl CoreAriaClient {
         client_id: &str,
         transactions: Vec<UsageTransaction>,
     ) -> Result<Vec<TransactionResult>, CoreError> {
-        let mut results = Vec::with_capacity(transactions.len());
-        for chunk in transactions.chunks(MAX_TRANSACTIONS_PER_CALL) {
-            let response = self
-                .sync
-                .clone()
-                .record_usage_transactions(RecordUsageTransactionsRequest {
-                    client_id: client_id.to_string(),
-                    transactions: chunk.to_vec(),
-                })
-                .await
-                .map_err(CoreError::from_status)?
-                .into_inner();
-            if response.results.len() != chunk.len()
-                || response
-                    .results
-                    .iter()
-                    .zip(chunk)
-                    .any(|(r, t)| r.idempotency_key != t.idempotency_key)
-            {
-                return Err(CoreError::Protocol(format!(
-                    "{} results for {} transactions, or not in request order",
-                    response.results.len(),
-                    chunk.len()
-                )));
-            }
-            results.extend(response.results);
-        }
-        Ok(results)
+        in_calls(
+            &transactions,
+            MAX_TRANSACTIONS_PER_CALL,
+            "transactions",
+            |t| &t.idempotency_key,
+            |r: &TransactionResult| &r.idempotency_key,
+            |chunk| async move {
+                Ok(self
+                    .sync
+                    .clone()
+                    .record_usage_transactions(RecordUsageTransactionsRequest {
+                        client_id: client_id.to_string(),
+                        transactions: chunk.to_vec(),
+                    })
+                    .await
+                    .map_err(CoreError::from_status)?
+                    .into_inner()
+                    .results)
+            },
+        )
+        .await
     }
 
     /// Asks core Aria to create the order of one true-up.
@@ -119,33 +112,61 @@ impl CoreAriaClient {
         client_id: &str,
         orders: Vec<TrueUpOrder>,
     ) -> Result<Vec<OrderResult>, CoreError> {
-        let mut results = Vec::with_capacity(orders.len());
-        for chunk in orders.chunks(MAX_ORDERS_PER_CALL) {
-            let response = self
-                .sync
-                .clone()
-                .create_true_up_orders(CreateTrueUpOrdersRequest {
-                    client_id: client_id.to_string(),
-                    orders: chunk.to_vec(),
-                })
-                .await
-                .map_err(CoreError::from_status)?
-                .into_inner();
-            if response.results.len() != chunk.len()
-                || response
-                    .results
-                    .iter()
-                    .zip(chunk)
-                    .any(|(r, o)| r.idempotency_key != o.idempotency_key)
-            {
-                return Err(CoreError::Protocol(format!(
-                    "{} results for {} orders, or not in request order",
-                    response.results.len(),
-                    chunk.len()
-                )));
-            }
-            results.extend(response.results);
-        }
-        Ok(results)
+        in_calls(
+            &orders,
+            MAX_ORDERS_PER_CALL,
+            "orders",
+            |o| &o.idempotency_key,
+            |r: &OrderResult| &r.idempotency_key,
+            |chunk| async move {
+                Ok(self
+                    .sync
+                    .clone()
+                    .create_true_up_orders(CreateTrueUpOrdersRequest {
+                        client_id: client_id.to_string(),
+                        orders: chunk.to_vec(),
+                    })
+                    .await
+                    .map_err(CoreError::from_status)?
+                    .into_inner()
+                    .results)
+            },
+        )
+        .await
     }
+}
+
+/// Sends `items` in calls of at most `per_call` and joins the results,
+/// checking that every call answered one result per item in request order
+/// (by idempotency key). Any call failing fails the whole send.
+async fn in_calls<'a, T, R, Call, Answer>(
+    items: &'a [T],
+    per_call: usize,
+    what: &str,
+    item_key: impl Fn(&T) -> &String,
+    result_key: impl Fn(&R) -> &String,
+    mut call: Call,
+) -> Result<Vec<R>, CoreError>
+where
+    Call: FnMut(&'a [T]) -> Answer,
+    Answer: std::future::Future<Output = Result<Vec<R>, CoreError>>,
+{
+    let mut results = Vec::with_capacity(items.len());
+    for chunk in items.chunks(per_call.max(1)) {
+        let answered = call(chunk).await?;
+        if answered.len() != chunk.len()
+            || answered
+                .iter()
+                .zip(chunk)
+                .any(|(r, t)| result_key(r) != item_key(t))
+        {
+            return Err(CoreError::Protocol(format!(
+                "{} results for {} {what}, or not in request order",
+                answered.len(),
+                chunk.len()
+            )));
+        }
+        results.extend(answered);
+    }
+    Ok(results)
 }
