@@ -54,9 +54,8 @@ pub async fn errored_items(
     // The current view keeps to the partial index on current errors (one
     // index range per page); only the view with resolved failures pays for
     // looking past it.
-    let rows: Vec<ErroredItemRow> = if include_resolved {
-        diesel::sql_query(
-            "SELECT DISTINCT ON (e.seq) e.seq, w.account_id, e.batch_id, e.error_code, e.reason, \
+    let sql = if include_resolved {
+        "SELECT DISTINCT ON (e.seq) e.seq, w.account_id, e.batch_id, e.error_code, e.reason, \
                     w.payload::text AS payload, e.attempt, NOT e.current AS resolved \
              FROM work_item_errors e \
              JOIN work_items w ON w.job_run_id = e.job_run_id AND w.seq = e.seq \
@@ -64,30 +63,22 @@ pub async fn errored_items(
                AND (e.current OR NOT EXISTS ( \
                     SELECT 1 FROM work_item_errors c \
                     WHERE c.job_run_id = e.job_run_id AND c.seq = e.seq AND c.current)) \
-             ORDER BY e.seq, e.current DESC, e.attempt DESC LIMIT $4",
-        )
-        .bind::<BigInt, _>(job_run_id)
-        .bind::<Text, _>(code)
-        .bind::<Integer, _>(after)
-        .bind::<BigInt, _>(limit)
-        .load(conn)
-        .await?
+             ORDER BY e.seq, e.current DESC, e.attempt DESC LIMIT $4"
     } else {
-        diesel::sql_query(
-            "SELECT e.seq, w.account_id, e.batch_id, e.error_code, e.reason, \
+        "SELECT e.seq, w.account_id, e.batch_id, e.error_code, e.reason, \
                     w.payload::text AS payload, e.attempt, false AS resolved \
              FROM work_item_errors e \
              JOIN work_items w ON w.job_run_id = e.job_run_id AND w.seq = e.seq \
              WHERE e.job_run_id = $1 AND e.error_code = $2 AND e.current AND e.seq > $3 \
-             ORDER BY e.seq LIMIT $4",
-        )
+             ORDER BY e.seq LIMIT $4"
+    };
+    let rows: Vec<ErroredItemRow> = diesel::sql_query(sql)
         .bind::<BigInt, _>(job_run_id)
         .bind::<Text, _>(code)
         .bind::<Integer, _>(after)
         .bind::<BigInt, _>(limit)
         .load(conn)
-        .await?
-    };
+        .await?;
     let seqs: Vec<i32> = rows
         .iter()
         .filter(|r| r.attempt > 1)
