@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::auth::{Fields, Flash, Posted, Session, Signed};
 use super::failure::{page, Failure};
-use super::Console;
+use super::{window_label, Console};
 use crate::scheduling::domain;
 use crate::scheduling::domain::config::{ConfigInput, Frequency, JobScheduleConfig, JobSpec};
 use crate::scheduling::domain::time_of_day;
@@ -53,16 +53,7 @@ impl ConfigRow {
                 .map(time_of_day::format)
                 .unwrap_or_else(|| "—".into()),
             time_zone: d.time_zone.name().to_string(),
-            window: d
-                .exception_window
-                .map(|w| {
-                    format!(
-                        "{} – {}",
-                        time_of_day::format(w.start),
-                        time_of_day::format(w.end)
-                    )
-                })
-                .unwrap_or_else(|| "—".into()),
+            window: window_label(d.exception_window, "—"),
             jobs: d.jobs.iter().map(|j| j.job_type.clone()).collect(),
             paused: d.automatic_runs_paused,
         }

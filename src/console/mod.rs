@@ -27,6 +27,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::scheduling::domain::config::ExceptionWindow;
+use crate::scheduling::domain::time_of_day;
 use crate::scheduling::usecases::access::KeyDirectory;
 use crate::scheduling::usecases::UseCases;
 
@@ -132,4 +134,19 @@ async fn security_headers(
         header::HeaderValue::from_static("same-origin"),
     );
     response
+}
+
+/// An exception window as the screens show it (`22:00 – 02:00`), or `none`
+/// when the configuration has none.
+fn window_label(window: Option<ExceptionWindow>, none: &str) -> String {
+    window.map_or_else(
+        || none.to_string(),
+        |w| {
+            format!(
+                "{} – {}",
+                time_of_day::format(w.start),
+                time_of_day::format(w.end)
+            )
+        },
+    )
 }

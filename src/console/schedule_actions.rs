@@ -24,17 +24,19 @@ fn actor(posted: &Posted) -> Result<Actor, Failure> {
     })
 }
 
+/// The form's manual designations, checked by the same rule as the API's
+/// `manual_job_positions` (how many, and each a possible position).
 fn manual_positions(posted: &Posted) -> Result<Vec<JobPosition>, Failure> {
-    posted
+    let numbers = posted
         .fields
         .all("manual")
         .map(|p| {
-            let number = p.parse::<u32>().map_err(|_| {
+            p.parse::<u32>().map_err(|_| {
                 Failure::bad_request(format!("manual_job_positions: {p:?} is not a position"))
-            })?;
-            Ok(JobPosition::parse("manual_job_positions", number).map_err(Error::from)?)
+            })
         })
-        .collect()
+        .collect::<Result<Vec<u32>, Failure>>()?;
+    Ok(crate::scheduling::api::manual_positions(&numbers)?)
 }
 
 /// Answers an action: a short text to the console's script, or back to the
@@ -111,7 +113,7 @@ pub async fn act_on_job(
     posted.session.require_operator()?;
     let key = parse_key(&posted.session.client, &id, &date)?;
     let actor = actor(&posted)?;
-    let position = JobPosition::parse("position", position).map_err(Error::from)?;
+    let position = crate::scheduling::api::position(position)?;
     let u = &console.usecases;
     let result = match action.as_str() {
         "trigger" => u.trigger_job(&actor, &key, position, false).await,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::auth::{Flash, Session, Signed};
 use super::failure::{page, Failure};
-use super::Console;
+use super::{window_label, Console};
 use crate::scheduling::api;
 use crate::scheduling::domain;
 use crate::scheduling::domain::available_actions::{
@@ -303,16 +303,7 @@ async fn body_of(
             .map(time_of_day::format)
             .unwrap_or_else(|| "by hand".into()),
         time_zone: d.time_zone.name().to_string(),
-        window: d
-            .exception_window
-            .map(|w| {
-                format!(
-                    "{} – {}",
-                    time_of_day::format(w.start),
-                    time_of_day::format(w.end)
-                )
-            })
-            .unwrap_or_else(|| "none".into()),
+        window: window_label(d.exception_window, "none"),
         jobs: d
             .jobs
             .iter()
