@@ -29,7 +29,9 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use support::{bench_key, env_usize, fresh_db, percentile, Keyed, NoopJob};
+use support::{
+    bench_key, env_usize, fresh_db, percentile, scheduled_config as config, Keyed, NoopJob,
+};
 
 const DATE: &str = "2026-11-24";
 /// HTTP/2 connections the readers share.
@@ -132,31 +134,6 @@ async fn load(readers: &[Reader], streams: usize, rpc: Rpc, stop: Instant) -> Ve
         all.extend(task.await.unwrap());
     }
     all
-}
-
-/// Creates a configuration running `job`; its id.
-async fn config(
-    configs: &mut JobScheduleConfigServiceClient<Keyed>,
-    name: &str,
-    job: &str,
-) -> String {
-    configs
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "bench".into(),
-            config: Some(pb::JobScheduleConfig {
-                name: name.into(),
-                frequency: pb::Frequency::Scheduled as i32,
-                jobs: vec![pb::JobSpec {
-                    job_type: job.into(),
-                    manual: false,
-                }],
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id
 }
 
 /// Processes the execution of `config_id`; the processing time (from the

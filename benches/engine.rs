@@ -35,23 +35,7 @@ struct Bench {
 
 impl Bench {
     async fn config(&mut self, name: &str, job: &str) -> String {
-        self.configs
-            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                client_id: "bench".into(),
-                config: Some(pb::JobScheduleConfig {
-                    name: name.into(),
-                    frequency: pb::Frequency::Scheduled as i32,
-                    jobs: vec![pb::JobSpec {
-                        job_type: job.into(),
-                        manual: false,
-                    }],
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .config_id
+        support::scheduled_config(&mut self.configs, name, job).await
     }
 
     async fn get(&mut self, config_id: &str) -> pb::Execution {

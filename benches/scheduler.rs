@@ -22,42 +22,13 @@ use allegro_scheduler::db::Db;
 use allegro_scheduler::scheduling::domain::calendar;
 use allegro_scheduler::scheduling::domain::config::JobScheduleConfig;
 use allegro_scheduler::scheduling::engine::Engine;
-use allegro_scheduler::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, WorkItem,
-};
+use allegro_scheduler::scheduling::job::JobRegistry;
 use allegro_scheduler::scheduling::store::configs;
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
-use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use support::{connect, cpu_secs, env_usize};
-
-/// A job with nothing to do: the benchmark measures starting runs.
-struct Nothing;
-
-#[async_trait]
-impl JobType for Nothing {
-    fn name(&self) -> &str {
-        "NOTHING"
-    }
-    fn description(&self) -> &str {
-        "benchmark: no work items"
-    }
-    fn work_item(&self) -> &str {
-        "nothing"
-    }
-    async fn plan(&self, _ctx: &JobContext) -> Result<PlanStream, JobError> {
-        Ok(Box::pin(futures_util::stream::empty()))
-    }
-    async fn process(
-        &self,
-        _ctx: &JobContext,
-        items: &[WorkItem],
-    ) -> Result<Vec<ItemOutcome>, JobError> {
-        Ok(vec![ItemOutcome::Processed; items.len()])
-    }
-}
+use support::{connect, cpu_secs, env_usize, NoopJob};
 
 /// How long a backend may keep its statistics before flushing them (PostgreSQL
 /// 15 flushes an idle backend's counters within 10 s).
@@ -79,7 +50,11 @@ async fn commits(client: &tokio_postgres::Client) -> i64 {
 
 fn registry() -> JobRegistry {
     let mut registry = JobRegistry::default();
-    registry.register(Arc::new(Nothing));
+    registry.register(Arc::new(NoopJob {
+        name: "NOTHING",
+        items: 0,
+        fail: false,
+    }));
     registry
 }
 

@@ -15,44 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use allegro_scheduler::proto::v1 as pb;
-use allegro_scheduler::scheduling::job::{
-    ItemOutcome, JobContext, JobError, JobRegistry, JobType, PlanStream, WorkItem,
-};
+use allegro_scheduler::scheduling::job::JobRegistry;
 use allegro_scheduler::server;
 use allegro_scheduler::settings::ServeSettings;
-use async_trait::async_trait;
 use pb::execution_service_client::ExecutionServiceClient;
 use pb::watch_event::Kind;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use support::{bench_key, env_usize};
-
-struct Empty;
-
-#[async_trait]
-impl JobType for Empty {
-    fn name(&self) -> &str {
-        "EMPTY"
-    }
-    fn description(&self) -> &str {
-        "no items"
-    }
-    fn work_item(&self) -> &str {
-        "nothing"
-    }
-    async fn plan(&self, _ctx: &JobContext) -> Result<PlanStream, JobError> {
-        Ok(Box::pin(futures_util::stream::empty()))
-    }
-    async fn process(
-        &self,
-        _: &JobContext,
-        items: &[WorkItem],
-    ) -> Result<Vec<ItemOutcome>, JobError> {
-        Ok(vec![ItemOutcome::Processed; items.len()])
-    }
-}
+use support::{bench_key, env_usize, NoopJob};
 
 #[tokio::main]
 async fn main() {
@@ -79,7 +51,11 @@ async fn main() {
     let url = format!("{}/allegro_bench_watch", admin.rsplit_once('/').unwrap().0);
 
     let mut registry = JobRegistry::new();
-    registry.register(Arc::new(Empty));
+    registry.register(Arc::new(NoopJob {
+        name: "EMPTY",
+        items: 0,
+        fail: false,
+    }));
     let mut settings = ServeSettings::for_database(&url);
     settings.scheduler = false;
     settings.poll_ms = 10;

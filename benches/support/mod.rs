@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use allegro_scheduler::proto::v1 as pb;
 use allegro_scheduler::scheduling::api::bearer::BearerKey;
 use allegro_scheduler::scheduling::domain::access::{ClientScope, Role};
 use allegro_scheduler::scheduling::job::{
@@ -14,6 +15,7 @@ use allegro_scheduler::scheduling::job::{
 };
 use allegro_scheduler::scheduling::usecases::access::{issue_key, KeyRequest};
 use async_trait::async_trait;
+use pb::job_schedule_config_service_client::JobScheduleConfigServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -39,6 +41,32 @@ pub async fn bench_key(url: &str, client: &str) -> BearerKey {
     .await
     .unwrap();
     BearerKey::new(&issued.key).unwrap()
+}
+
+/// Creates a SCHEDULED configuration of the `bench` client running `job`
+/// and returns its id.
+pub async fn scheduled_config(
+    configs: &mut JobScheduleConfigServiceClient<Keyed>,
+    name: &str,
+    job: &str,
+) -> String {
+    configs
+        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+            client_id: "bench".into(),
+            config: Some(pb::JobScheduleConfig {
+                name: name.into(),
+                frequency: pb::Frequency::Scheduled as i32,
+                jobs: vec![pb::JobSpec {
+                    job_type: job.into(),
+                    manual: false,
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config_id
 }
 
 /// A number from the environment, or `default`.

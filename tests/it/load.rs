@@ -116,34 +116,32 @@ impl Fixture {
         futures_util::future::join_all(calls).await
     }
 
-    /// A session holding a lock that blocks every read and action on
-    /// executions until dropped (its transaction rolls back).
-    async fn block_reads(&self) -> tokio_postgres::Client {
+    /// A session holding an exclusive lock on `tables` until dropped (its
+    /// transaction rolls back): every statement touching them waits.
+    async fn lock(&self, tables: &str) -> tokio_postgres::Client {
         let (client, conn) =
             tokio_postgres::connect(&self.server.database_url, tokio_postgres::NoTls)
                 .await
                 .unwrap();
         tokio::spawn(conn);
         client
-            .batch_execute("BEGIN; LOCK TABLE executions, job_runs IN ACCESS EXCLUSIVE MODE")
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
+            ))
             .await
             .unwrap();
         client
     }
 
-    /// A session holding a lock that blocks every read of configurations
-    /// (and nothing the engine's workers do) until dropped.
+    /// Blocks every read and action on executions until dropped.
+    async fn block_reads(&self) -> tokio_postgres::Client {
+        self.lock("executions, job_runs").await
+    }
+
+    /// Blocks every read of configurations (and nothing the engine's
+    /// workers do) until dropped.
     async fn block_config_reads(&self) -> tokio_postgres::Client {
-        let (client, conn) =
-            tokio_postgres::connect(&self.server.database_url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute("BEGIN; LOCK TABLE job_schedule_configs IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
-        client
+        self.lock("job_schedule_configs").await
     }
 
     /// The backends of the request pool.
