@@ -203,32 +203,29 @@ pub async fn load(
         .transpose()
 }
 
-/// Up to `limit` configurations of `client_id` ordered by (name, id), after
-/// the key `after` when given. Two fixed statements (first page, later
-/// pages) rather than one built at run time, so each is prepared once per
-/// connection and a page costs one round trip.
+/// Up to `limit` configurations of `client_id` ordered by name, after the
+/// name `after` when given. Names are unique per client
+/// (`job_schedule_configs_client_name_key`), so the name alone orders the
+/// listing totally and a page is a range of that key's index. Two
+/// fixed statements (first page, later pages) rather than one built at run
+/// time, so each is prepared once per connection and a page costs one round
+/// trip.
 pub async fn list_page(
     conn: &mut AsyncPgConnection,
     client_id: &str,
-    after: Option<(String, Uuid)>,
+    after: Option<String>,
     limit: i64,
 ) -> Result<Vec<ConfigRow>, DbError> {
     let query = job_schedule_configs::table
         .filter(job_schedule_configs::client_id.eq(client_id))
         .select(ConfigRow::as_select())
-        .order((job_schedule_configs::name, job_schedule_configs::config_id))
+        .order(job_schedule_configs::name)
         .limit(limit);
     Ok(match after {
         None => query.load(conn).await?,
-        Some((name, id)) => {
+        Some(name) => {
             query
-                .filter(
-                    job_schedule_configs::name
-                        .gt(name.clone())
-                        .or(job_schedule_configs::name
-                            .eq(name)
-                            .and(job_schedule_configs::config_id.gt(id))),
-                )
+                .filter(job_schedule_configs::name.gt(name))
                 .load(conn)
                 .await?
         }

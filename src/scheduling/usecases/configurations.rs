@@ -27,8 +27,10 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "rule_start_date",
 ];
 
-/// Where a listing of configurations continues: the last (name, id).
-pub type ConfigCursor = (String, Uuid);
+/// Where a listing of configurations continues: the last name. Names are
+/// unique per client (a database constraint), so the name alone orders the
+/// listing; a page is a range of that constraint's index.
+pub type ConfigCursor = String;
 
 /// An upcoming automatic run as a reader sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +99,7 @@ impl UseCases {
             .into_iter()
             .map(JobScheduleConfig::try_from)
             .collect::<Result<Vec<_>, DbError>>()?;
-        Ok(Page::from_fetched(configs, limit, |c| {
-            (c.draft.name.clone(), c.config_id)
-        }))
+        Ok(Page::from_fetched(configs, limit, |c| c.draft.name.clone()))
     }
 
     /// Updates the masked fields of a configuration, if the caller's etag
