@@ -204,7 +204,65 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap();
     created.expect("create test database");
+    drop_at_exit(&name);
     url_for(&name)
+}
+
+/// The test databases this process made, dropped when it exits: many
+/// tests end without stopping their server (or fail before they do), and
+/// one database per test is for that test alone.
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers `name` for [`drop_created_databases`], registered to run at
+/// exit with the first database.
+fn drop_at_exit(name: &str) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(name.to_string());
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain function without arguments to run at
+        // exit; it does its work on a thread of its own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::atexit(drop_created_databases);
+        }
+    });
+}
+
+/// Drops every database [`fresh_database`] made in this process that is
+/// still there. Runs at exit, when the thread-locals of the main thread
+/// (tokio's among them) are gone, so on a new thread with a runtime of its
+/// own; any failure leaves the database to the next run's
+/// [`drop_leftovers`].
+extern "C" fn drop_created_databases() {
+    let names = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|e| e.into_inner()));
+    if names.is_empty() {
+        return;
+    }
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok((admin, conn)) =
+                tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+            else {
+                return;
+            };
+            tokio::spawn(conn);
+            for name in names {
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Drops a test's database (its server has stopped).
