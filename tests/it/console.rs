@@ -61,15 +61,8 @@ async fn a_viewer_sees_no_buttons_and_cannot_act() {
     let (server, _) = server().await;
     let console = server.server.console_addr.expect("console served");
     let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(daily("eod", &["ITEMS_75", "EMPTY"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+        .create_config("acme", daily("eod", &["ITEMS_75", "EMPTY"]))
+        .await;
     server
         .executions()
         .process_execution(pb::ProcessExecutionRequest {

@@ -33,16 +33,7 @@ pub async fn setup_with(jobs: &[(&str, bool)], batch_size: usize) -> Fixture {
             manual: *manual,
         })
         .collect();
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: CLIENT.into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = server.create_config(CLIENT, config).await;
     Fixture {
         server,
         controls,

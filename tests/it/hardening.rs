@@ -26,16 +26,7 @@ fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &s
 async fn create_daily(server: &TestServer, zone: &str) -> String {
     let mut config = daily("eod", &["BILLING"]);
     config.time_zone = zone.into();
-    server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: CLIENT.into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id
+    server.create_config(CLIENT, config).await
 }
 
 #[tokio::test]
@@ -224,16 +215,7 @@ async fn upcoming_runs_at_extreme_instants_never_panic() {
             config.time_zone = zone.into();
             config.scheduled_time = "02:30:00".into();
             let client = format!("client-{}", zone.replace('/', "-"));
-            let id = server
-                .configs()
-                .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                    client_id: client.clone(),
-                    config: Some(config),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .config_id;
+            let id = server.create_config(&client, config).await;
             (client, id)
         };
         let upcoming = |seconds: i64, nanos: i32| pb::ListUpcomingRunsRequest {

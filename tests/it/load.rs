@@ -32,16 +32,7 @@ async fn setup(tune: impl FnOnce(&mut ServeSettings)) -> Fixture {
         job_type: "EMPTY".into(),
         manual: true,
     }];
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = server.create_config("acme", config).await;
     server
         .executions()
         .create_execution(pb::CreateExecutionRequest {
@@ -439,17 +430,7 @@ async fn while_the_engine_processes_requests_take_few_places_on_the_database() {
     let engine = fx.server.server.engine.clone();
     let mut slow = daily("slow", &["SLOW"]);
     slow.frequency = pb::Frequency::Scheduled as i32;
-    let config_id = fx
-        .server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(slow),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = fx.server.create_config("acme", slow).await;
     fx.server
         .executions()
         .process_execution(pb::ProcessExecutionRequest {

@@ -53,15 +53,8 @@ async fn action_ids_are_numbered_per_client() {
     let fx = setup(&[("EMPTY", false)]).await;
     let server = &fx.server;
     let globex = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "globex".into(),
-            config: Some(daily("eod", &["EMPTY"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+        .create_config("globex", daily("eod", &["EMPTY"]))
+        .await;
     let dates = ["2026-11-20", "2026-11-21", "2026-11-22"];
     // Interleaved: each client's ids still run 1, 2, 3.
     for date in dates {

@@ -100,16 +100,7 @@ async fn shutdown_mid_job_settles_in_flight_batches_and_watchers_resume_elsewher
     };
     let (registry, _) = test_jobs::registry();
     let a = TestServer::start_with(settings(), registry).await;
-    let config_id = a
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(daily("eod", &["SLOW"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = a.create_config("acme", daily("eod", &["SLOW"])).await;
     let mut stream = watch(&a.channel, &config_id, 0).await;
     a.executions()
         .process_execution(pb::ProcessExecutionRequest {
@@ -356,16 +347,7 @@ async fn a_database_restart_mid_batch_loses_nothing_and_waits_for_no_lease() {
     settings.lease_secs = 3600;
     let (registry, _) = test_jobs::registry();
     let server = TestServer::start_with(settings, registry).await;
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(daily("eod", &["SLOW"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = server.create_config("acme", daily("eod", &["SLOW"])).await;
     let get = || {
         let mut executions = server.executions();
         let config_id = config_id.clone();

@@ -31,16 +31,7 @@ type Key<'a> = (&'a str, &'a str, &'a str);
 
 impl Setup {
     async fn config(&self, client: &str, jobs: &[&str]) -> String {
-        self.server
-            .configs()
-            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                client_id: client.into(),
-                config: Some(daily("eod", jobs)),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .config_id
+        self.server.create_config(client, daily("eod", jobs)).await
     }
 
     async fn process(&self, (client, config, date): Key<'_>) {

@@ -43,16 +43,7 @@ async fn start_on(url: &str, clock: ManualClock, catch_up_hours: u64) -> Sched {
 
 impl Sched {
     async fn config(&self, client: &str, config: pb::JobScheduleConfig) -> String {
-        self.server
-            .configs()
-            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                client_id: client.into(),
-                config: Some(config),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .config_id
+        self.server.create_config(client, config).await
     }
 
     async fn tick_at(
@@ -581,18 +572,7 @@ async fn a_run_scheduled_seconds_ahead_starts_by_itself_on_the_real_clock() {
     eod.name = "eod".into();
     let mut ids = Vec::new();
     for c in [scheduled, eod] {
-        ids.push(
-            server
-                .configs()
-                .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                    client_id: CLIENT.into(),
-                    config: Some(c),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .config_id,
-        );
+        ids.push(server.create_config(CLIENT, c).await);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     for (id, expected_items) in ids.iter().zip([75u64, 0]) {

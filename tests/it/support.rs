@@ -234,8 +234,8 @@ fn drop_at_exit(name: &str) {
 /// Drops every database [`fresh_database`] made in this process that is
 /// still there. Runs at exit, when the thread-locals of the main thread
 /// (tokio's among them) are gone, so on a new thread with a runtime of its
-/// own; any failure leaves the database to the next run's
-/// [`drop_leftovers`].
+/// own; a failure (a panic there ends only that thread) leaves the
+/// databases to the next run's [`drop_leftovers`].
 extern "C" fn drop_created_databases() {
     let names = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|e| e.into_inner()));
     if names.is_empty() {
@@ -249,16 +249,9 @@ extern "C" fn drop_created_databases() {
             return;
         };
         runtime.block_on(async move {
-            let Ok((admin, conn)) =
-                tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-            else {
-                return;
-            };
-            tokio::spawn(conn);
+            let admin = admin_client().await;
             for name in names {
-                let _ = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
+                drop_named(&admin, &name).await;
             }
         });
     })
@@ -273,7 +266,11 @@ pub async fn drop_database(url: &str) {
     if !name.starts_with("allegro_test_") {
         return;
     }
-    let admin = admin_client().await;
+    drop_named(&admin_client().await, name).await;
+}
+
+/// Drops the test database `name`, ending any session still on it.
+async fn drop_named(admin: &tokio_postgres::Client, name: &str) {
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
@@ -418,6 +415,20 @@ impl TestServer {
             shutdown,
             owns_database: false,
         }
+    }
+
+    /// Creates `config` for `client` with the admin key and answers its
+    /// id: the setup most tests begin with.
+    pub async fn create_config(&self, client: &str, config: pb::JobScheduleConfig) -> String {
+        self.configs()
+            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
+                client_id: client.into(),
+                config: Some(config),
+            })
+            .await
+            .expect("configuration created")
+            .into_inner()
+            .config_id
     }
 
     pub fn configs(&self) -> JobScheduleConfigServiceClient<KeyedChannel> {

@@ -56,16 +56,7 @@ async fn start(now: &str, jobs: &[(&str, bool)]) -> Windowed {
         .collect();
     config.exception_start_time = "22:00:00".into();
     config.exception_end_time = "02:00:00".into();
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = server.create_config("acme", config).await;
     Windowed {
         server,
         clock,
@@ -276,17 +267,7 @@ async fn upcoming_runs_due_inside_the_window_start_when_it_ends() {
     late.exception_start_time = "23:00:00".into();
     late.exception_end_time = "01:00:00".into();
     late.time_zone = "Europe/Berlin".into();
-    let id = w
-        .server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(late),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let id = w.server.create_config("acme", late).await;
     let runs = w
         .server
         .configs()

@@ -83,16 +83,7 @@ impl Demo {
             &CATALOGUE.iter().map(|entry| entry.name).collect::<Vec<_>>(),
         );
         schedule.description = "Demo daily schedule: the recommended sequence".into();
-        let config_id = server
-            .configs()
-            .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-                client_id: CLIENT.into(),
-                config: Some(schedule),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .config_id;
+        let config_id = server.create_config(CLIENT, schedule).await;
         let key = issue_key(
             &server.database_url,
             DEMO_KEY_NAME,

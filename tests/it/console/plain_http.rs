@@ -91,15 +91,8 @@ async fn the_live_stream_resumes_after_the_last_event_and_needs_a_session() {
     let console = server.server.console_addr.expect("console served");
     let base = format!("http://{console}");
     let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: "acme".into(),
-            config: Some(daily("eod", &["ITEMS_75"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+        .create_config("acme", daily("eod", &["ITEMS_75"]))
+        .await;
     server
         .executions()
         .process_execution(pb::ProcessExecutionRequest {
@@ -226,16 +219,7 @@ async fn the_buttons_follow_the_domain_and_reset_stops_a_running_execution() {
     let mut config = daily("eod", &["ITEMS_75"]);
     config.exception_start_time = "22:00:00".into();
     config.exception_end_time = "02:00:00".into();
-    let config_id = server
-        .configs()
-        .create_job_schedule_config(pb::CreateJobScheduleConfigRequest {
-            client_id: CLIENT.into(),
-            config: Some(config),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config_id;
+    let config_id = server.create_config(CLIENT, config).await;
     let key = issue_key(
         &server.database_url,
         "operator@acme",
