@@ -108,20 +108,33 @@ impl Fixture {
     }
 
     /// A session holding an exclusive lock on `tables` until dropped (its
-    /// transaction rolls back): every statement touching them waits.
+    /// transaction rolls back): every statement touching them waits. The
+    /// tables are locked one after the other, so a statement of the server
+    /// that holds the second and waits for the first is a deadlock, which
+    /// PostgreSQL may settle by refusing the lock: it is then taken again,
+    /// once the server's statement has gone through.
     async fn lock(&self, tables: &str) -> tokio_postgres::Client {
         let (client, conn) =
             tokio_postgres::connect(&self.server.database_url, tokio_postgres::NoTls)
                 .await
                 .unwrap();
         tokio::spawn(conn);
-        client
-            .batch_execute(&format!(
-                "BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
-            ))
-            .await
-            .unwrap();
-        client
+        let sql = format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE");
+        let mut attempts = 0;
+        loop {
+            match client.batch_execute(&sql).await {
+                Ok(()) => return client,
+                Err(e)
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+                        && attempts < 10 =>
+                {
+                    attempts += 1;
+                    client.batch_execute("ROLLBACK").await.unwrap();
+                }
+                Err(e) => panic!("lock {tables}: {e}"),
+            }
+        }
     }
 
     /// Blocks every read and action on executions until dropped.
