@@ -31,6 +31,7 @@ use crate::scheduling::engine::Engine;
 use crate::scheduling::job::JobRegistry;
 use crate::scheduling::usecases::access::KeyDirectory;
 use crate::scheduling::usecases::UseCases;
+use crate::scheduling::watch::config_cache::ConfigCache;
 use crate::scheduling::watch::EventHub;
 use crate::settings::ServeSettings;
 
@@ -189,7 +190,13 @@ pub async fn start_on(
     // Status streams outlive the workers: they end (UNAVAILABLE) only once
     // in-flight batches have settled, so watchers see those settle.
     let streams = CancellationToken::new();
-    let hub = EventHub::start(url.to_string(), engine.db().clone(), streams.clone());
+    let config_cache = ConfigCache::new(std::time::Duration::from_secs(settings.config_cache_secs));
+    let hub = EventHub::start(
+        url.to_string(),
+        engine.db().clone(),
+        config_cache,
+        streams.clone(),
+    );
     let usecases = UseCases::new(engine.clone(), hub.clone(), streams.clone())
         .with_request_pool(requests_db.clone())
         .with_read_gate(

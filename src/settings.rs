@@ -34,6 +34,12 @@ pub struct ServeSettings {
     /// place (up to `--db-pool-wait-ms`) at no cost.
     #[arg(long, env = "ALLEGRO_READS_WHILE_PROCESSING", default_value_t = default_reads_while_processing())]
     pub reads_while_processing: usize,
+    /// Seconds a client's configuration listing is served from memory
+    /// (0: every listing reads the database). Any change drops it at once
+    /// through a database notification; the age only bounds how stale it
+    /// could get if the notifications stopped without the service noticing.
+    #[arg(long, env = "ALLEGRO_CONFIG_CACHE_SECS", default_value_t = 10)]
+    pub config_cache_secs: u64,
     /// Size of the engine's own connection pool (workers, scheduler,
     /// planner, event hub), so API reads never starve batch settles.
     #[arg(long, env = "ALLEGRO_ENGINE_DB_POOL_SIZE", default_value_t = 8)]
@@ -183,6 +189,7 @@ impl ServeSettings {
             embedded_pg_port: 54329,
             db_pool_size: 16,
             reads_while_processing: default_reads_while_processing(),
+            config_cache_secs: 10,
             engine_db_pool_size: 8,
             db_statement_timeout_ms: 60_000,
             db_pool_wait_ms: 1_000,

@@ -438,6 +438,8 @@ async fn while_the_engine_processes_requests_take_few_places_on_the_database() {
         s.db_pool_size = 8;
         s.reads_while_processing = 1;
         s.db_pool_wait_ms = 5_000;
+        // Every listing must reach the database, where the lock holds it.
+        s.config_cache_secs = 0;
     })
     .await;
     let engine = fx.server.server.engine.clone();

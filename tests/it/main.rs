@@ -7,6 +7,7 @@
 
 mod access;
 mod browser;
+mod config_cache;
 mod configs;
 mod console;
 mod core_standin;

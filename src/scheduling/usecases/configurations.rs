@@ -11,6 +11,7 @@ use crate::scheduling::domain;
 use crate::scheduling::domain::calendar::{self, UpcomingRun};
 use crate::scheduling::domain::config::{ConfigDraft, ConfigInput, JobScheduleConfig};
 use crate::scheduling::store::{configs, executions, work};
+use crate::scheduling::watch::config_cache::{Listing, MAX_LISTED};
 use crate::scheduling::Error;
 
 /// Fields of a configuration an update mask may name.
@@ -31,6 +32,25 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
 /// unique per client (a database constraint), so the name alone orders the
 /// listing; a page is a range of that constraint's index.
 pub type ConfigCursor = String;
+
+/// The page of a whole listing after the configuration named `after`, or
+/// `None` when that name is no longer listed: the listing is in the
+/// database's collation order, which only the database can extend past a
+/// name it does not hold.
+fn page_of(
+    all: &[JobScheduleConfig],
+    after: Option<&str>,
+    limit: usize,
+) -> Option<Page<JobScheduleConfig, ConfigCursor>> {
+    let start = match after {
+        None => 0,
+        Some(name) => all.iter().position(|c| c.draft.name == name)? + 1,
+    };
+    let end = all.len().min(start.saturating_add(limit).saturating_add(1));
+    Some(Page::from_fetched(all[start..end].to_vec(), limit, |c| {
+        c.draft.name.clone()
+    }))
+}
 
 /// An upcoming automatic run as a reader sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +87,9 @@ impl UseCases {
     ) -> Result<JobScheduleConfig, Error> {
         let draft = self.validate(input)?;
         let mut conn = self.conn().await?;
-        let row = configs::insert(&mut conn, client, &draft, self.engine.clock().now())
-            .await
-            .map_err(|e| conflict(e, client, &draft))?;
+        let inserted = configs::insert(&mut conn, client, &draft, self.engine.clock().now()).await;
+        self.changed(client);
+        let row = inserted.map_err(|e| conflict(e, client, &draft))?;
         let stored = JobScheduleConfig::try_from(row)?;
         tracing::info!(client, config_id = %stored.config_id, name = %stored.draft.name, "created job schedule config");
         Ok(stored)
@@ -85,13 +105,46 @@ impl UseCases {
         load_config(&mut conn, client, config_id).await
     }
 
-    /// A page of `client`'s configurations by name, after `after`.
+    /// A page of `client`'s configurations by name, after `after`: from the
+    /// process's cache of the client's whole listing when it holds one (see
+    /// [`crate::scheduling::watch::config_cache`]), else from the database,
+    /// filling the cache on the way when the client's listing is small
+    /// enough to hold.
     pub async fn list_configs(
         &self,
         client: &str,
         after: Option<ConfigCursor>,
         limit: usize,
     ) -> Result<Page<JobScheduleConfig, ConfigCursor>, Error> {
+        let cache = self.hub.configs();
+        let listing = match cache.get(client) {
+            Some(listing) => Some(listing),
+            None => match cache.ticket() {
+                Some(ticket) => {
+                    let mut conn = self.conn().await?;
+                    let fetch = MAX_LISTED as i64 + 1;
+                    let rows = configs::list_page(&mut conn, client, None, fetch).await?;
+                    let listing = if rows.len() > MAX_LISTED {
+                        Listing::TooMany
+                    } else {
+                        Listing::Whole(
+                            rows.into_iter()
+                                .map(JobScheduleConfig::try_from)
+                                .collect::<Result<Vec<_>, DbError>>()?
+                                .into(),
+                        )
+                    };
+                    cache.fill(client, ticket, listing.clone());
+                    Some(listing)
+                }
+                None => None,
+            },
+        };
+        if let Some(Listing::Whole(all)) = listing {
+            if let Some(page) = page_of(&all, after.as_deref(), limit) {
+                return Ok(page);
+            }
+        }
         let mut conn = self.conn().await?;
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
         let rows = configs::list_page(&mut conn, client, after, fetch).await?;
@@ -139,7 +192,7 @@ impl UseCases {
         check_etag(&update.etag, &current)?;
         let draft = self.validate(merge(current.to_input(), update.values, &update.mask))?;
         let now = self.engine.clock().now();
-        let row = configs::update(
+        let updated = configs::update(
             &mut conn,
             client,
             update.config_id,
@@ -147,15 +200,17 @@ impl UseCases {
             &draft,
             now,
         )
-        .await
-        .map_err(|e| conflict(e, client, &draft))?
-        .ok_or_else(|| {
-            Error::aborted(
-                "CONCURRENT_UPDATE",
-                "the configuration changed while this update was applied; read it again \
+        .await;
+        self.changed(client);
+        let row = updated
+            .map_err(|e| conflict(e, client, &draft))?
+            .ok_or_else(|| {
+                Error::aborted(
+                    "CONCURRENT_UPDATE",
+                    "the configuration changed while this update was applied; read it again \
                      and retry",
-            )
-        })?;
+                )
+            })?;
         let stored = JobScheduleConfig::try_from(row)?;
         if current.draft.automatic_runs_paused && !stored.draft.automatic_runs_paused {
             configs::restart_schedule(&mut conn, update.config_id, now).await?;
@@ -175,27 +230,38 @@ impl UseCases {
         let mut conn = self.conn().await?;
         let current = load_config(&mut conn, client, config_id).await?;
         check_etag(etag, &current)?;
-        let client = client.to_string();
-        conn.transaction::<_, Error, _>(async move |conn| {
-            if executions::config_has_running(conn, config_id).await? {
-                return Err(Error::precondition(
-                    "EXECUTION_RUNNING",
-                    "an execution of this configuration is running; wait for it, or reset it \
+        let owner = client.to_string();
+        let deleted = conn
+            .transaction::<_, Error, _>(async move |conn| {
+                let client = owner;
+                if executions::config_has_running(conn, config_id).await? {
+                    return Err(Error::precondition(
+                        "EXECUTION_RUNNING",
+                        "an execution of this configuration is running; wait for it, or reset it \
                      with cancel_in_flight, then delete",
-                ));
-            }
-            let runs = executions::job_run_ids_of_config(conn, config_id).await?;
-            work::discard(conn, &runs).await?;
-            if !configs::delete(conn, &client, config_id).await? {
-                return Err(Error::not_found(
-                    "job schedule config",
-                    config_id.to_string(),
-                ));
-            }
-            tracing::info!(client, config_id = %config_id, "deleted job schedule config");
-            Ok(())
-        })
-        .await
+                    ));
+                }
+                let runs = executions::job_run_ids_of_config(conn, config_id).await?;
+                work::discard(conn, &runs).await?;
+                if !configs::delete(conn, &client, config_id).await? {
+                    return Err(Error::not_found(
+                        "job schedule config",
+                        config_id.to_string(),
+                    ));
+                }
+                tracing::info!(client, config_id = %config_id, "deleted job schedule config");
+                Ok(())
+            })
+            .await;
+        self.changed(client);
+        deleted
+    }
+
+    /// Drops the cached listing of `client` after one of its configurations
+    /// was written (or a write was attempted): this process's next listing
+    /// shows the change without waiting for the database's notification.
+    fn changed(&self, client: &str) {
+        self.hub.configs().invalidate(client);
     }
 
     /// The next `count` automatic runs of a configuration due after `after`

@@ -1,7 +1,8 @@
 //! The process-wide event hub: one LISTEN connection (never a pooled one)
 //! receives the `NOTIFY` every status-changing transaction sends, and per
 //! client one tail reads the new events once and broadcasts them in memory
-//! to that client's watchers.
+//! to that client's watchers. The same connection hears configuration
+//! changes and keeps the [`ConfigCache`] fresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::config_cache::{self, ConfigCache};
 use super::PAGE;
 use crate::db::Db;
 use crate::scheduling::store::events::{self, EventRow, CHANNEL};
@@ -35,20 +37,28 @@ struct ClientTail {
 pub struct EventHub {
     db: Db,
     clients: Arc<Mutex<HashMap<String, ClientTail>>>,
+    configs: ConfigCache,
     shutdown: CancellationToken,
 }
 
 impl EventHub {
-    /// Starts the hub's LISTEN task on a dedicated connection to `url`; it
-    /// reconnects on failure and stops with `shutdown`.
-    pub fn start(url: String, db: Db, shutdown: CancellationToken) -> Self {
+    /// Starts the hub's LISTEN task on a dedicated connection to `url`,
+    /// keeping `configs` fresh; it reconnects on failure and stops with
+    /// `shutdown`.
+    pub fn start(url: String, db: Db, configs: ConfigCache, shutdown: CancellationToken) -> Self {
         let hub = Self {
             db,
             clients: Arc::default(),
+            configs,
             shutdown: shutdown.clone(),
         };
         tokio::spawn(hub.clone().listen(url, shutdown));
         hub
+    }
+
+    /// The configuration listings this hub keeps fresh.
+    pub fn configs(&self) -> &ConfigCache {
+        &self.configs
     }
 
     /// The live rows of `client`'s event log (starting its tail task if
@@ -165,14 +175,15 @@ impl EventHub {
                 Ok((client, mut connection)) => {
                     // Drive the connection on its own task, forwarding
                     // notifications; it ends when the connection does.
-                    let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
+                    let (ntx, mut nrx) = mpsc::unbounded_channel::<(String, String)>();
                     let driver = tokio::spawn(async move {
                         let mut messages =
                             futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                         while let Some(message) = messages.next().await {
                             match message {
                                 Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                    if ntx.send(n.payload().to_string()).is_err() {
+                                    let note = (n.channel().to_string(), n.payload().to_string());
+                                    if ntx.send(note).is_err() {
                                         break;
                                     }
                                 }
@@ -184,23 +195,29 @@ impl EventHub {
                             }
                         }
                     });
-                    let sql = format!("LISTEN {CHANNEL}");
+                    let sql = format!("LISTEN {CHANNEL}; LISTEN {}", config_cache::CHANNEL);
                     if client.batch_execute(&sql).await.is_ok() {
-                        tracing::debug!("listening for status events");
+                        tracing::debug!("listening for status events and configuration changes");
                         // Anything committed while we were not listening.
+                        self.configs.set_listening(true);
                         self.notify(None);
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => {
+                                    self.configs.set_listening(false);
                                     driver.abort();
                                     return;
                                 }
-                                payload = nrx.recv() => match payload {
-                                    Some(client_id) => self.notify(Some(&client_id)),
+                                note = nrx.recv() => match note {
+                                    Some((channel, client_id)) if channel == CHANNEL => {
+                                        self.notify(Some(&client_id));
+                                    }
+                                    Some((_, client_id)) => self.configs.invalidate(&client_id),
                                     None => break,
                                 },
                             }
                         }
+                        self.configs.set_listening(false);
                     }
                     drop(client);
                     driver.abort();
