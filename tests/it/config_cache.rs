@@ -9,8 +9,6 @@ use allegro_scheduler::proto::v1 as pb;
 
 use crate::support::*;
 
-const CLIENT: &str = "acme";
-
 /// A server on `url` whose listings would stay in memory for an hour: a
 /// change can only show through the notifications or the writer's own drop.
 async fn long_cache_server(url: &str) -> TestServer {

@@ -33,7 +33,8 @@ async fn connect(
 }
 
 /// Copies the generated rows of accounts `first..=last` into every ledger
-/// table, in one database transaction on a connection of its own; parts
+/// table, one database transaction per table on a connection of its own,
+/// calling `copied` with each table once its rows are committed; parts
 /// with disjoint ranges may run at once. Per-row foreign key checks are off
 /// when the session may turn them off (`session_replication_role` is for
 /// superusers, which the embedded database, the tests and the benchmarks
@@ -47,21 +48,22 @@ pub async fn copy_accounts(
     ids: &IdBases,
     first: i64,
     last: i64,
+    copied: &(dyn Fn(Table) + Sync),
 ) -> Result<LedgerCounts, tokio_postgres::Error> {
     let (mut client, driver) = connect(url).await?;
     let result = async {
-        let tx = client.transaction().await?;
-        let superuser: bool = tx
+        let superuser: bool = client
             .query_one("SELECT current_setting('is_superuser') = 'on'", &[])
             .await?
             .get(0);
-        if superuser {
-            tx.batch_execute("SET LOCAL session_replication_role = replica")
-                .await?;
-        }
         let mut counts = LedgerCounts::default();
         for table in Table::ALL {
             let started = std::time::Instant::now();
+            let tx = client.transaction().await?;
+            if superuser {
+                tx.batch_execute("SET LOCAL session_replication_role = replica")
+                    .await?;
+            }
             let sink = tx
                 .copy_in::<_, Cursor<Vec<u8>>>(table.copy_statement())
                 .await?;
@@ -82,6 +84,8 @@ pub async fn copy_accounts(
             bytes.extend_from_slice(&CopyBuffer::trailer());
             sink.send(Cursor::new(bytes)).await?;
             let rows = sink.as_mut().finish().await? as i64;
+            tx.commit().await?;
+            copied(table);
             match table {
                 Table::Accounts => counts.accounts = rows,
                 Table::Subscriptions => counts.subscriptions = rows,
@@ -99,7 +103,6 @@ pub async fn copy_accounts(
                 "demo ledger rows copied"
             );
         }
-        tx.commit().await?;
         Ok(counts)
     }
     .await;
@@ -113,6 +116,8 @@ pub async fn copy_accounts(
 pub struct DroppedIndex {
     /// Its name (schema `ledger`).
     pub name: String,
+    /// The table it indexes (schema `ledger`).
+    pub table: String,
     /// The statement that creates it again.
     pub definition: String,
 }
@@ -128,9 +133,10 @@ pub async fn drop_secondary_indexes(url: &str) -> Result<Vec<DroppedIndex>, toki
     let result = async {
         let rows = client
             .query(
-                "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) \
+                "SELECT c.relname::text, pg_get_indexdef(i.indexrelid), t.relname::text \
                  FROM pg_index i \
                  JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_class t ON t.oid = i.indrelid \
                  JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                  WHERE ns.nspname = 'ledger' \
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
@@ -142,12 +148,14 @@ pub async fn drop_secondary_indexes(url: &str) -> Result<Vec<DroppedIndex>, toki
         for row in rows {
             let name: String = row.get(0);
             let definition: String = row.get(1);
+            let table: String = row.get(2);
             client
                 .batch_execute(&format!("DROP INDEX IF EXISTS ledger.\"{name}\""))
                 .await?;
             dropped.push(DroppedIndex {
                 definition: definition.replacen("INDEX ", "INDEX IF NOT EXISTS ", 1),
                 name,
+                table,
             });
         }
         Ok(dropped)
@@ -158,40 +166,33 @@ pub async fn drop_secondary_indexes(url: &str) -> Result<Vec<DroppedIndex>, toki
     result
 }
 
-/// Creates `indexes` again over `connections` connections at once, each
-/// taking the next index not yet taken (the largest come first).
+/// Creates `indexes` again, one after the other, on a connection of its
+/// own.
 pub async fn create_indexes(
     url: &str,
     indexes: &[DroppedIndex],
-    connections: usize,
 ) -> Result<(), tokio_postgres::Error> {
-    let lanes = connections.clamp(1, indexes.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let next = &next;
-    futures_util::future::try_join_all((0..lanes).map(|_| async move {
-        let (client, driver) = connect(url).await?;
-        let result = async {
-            client
-                .batch_execute("SET maintenance_work_mem = '256MB'")
-                .await?;
-            while let Some(index) =
-                indexes.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-            {
-                let started = std::time::Instant::now();
-                client.batch_execute(&index.definition).await?;
-                tracing::debug!(
-                    index = %index.name,
-                    ms = started.elapsed().as_millis() as u64,
-                    "demo ledger index built"
-                );
-            }
-            Ok(())
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let (client, driver) = connect(url).await?;
+    let result = async {
+        client
+            .batch_execute("SET maintenance_work_mem = '256MB'")
+            .await?;
+        for index in indexes {
+            let started = std::time::Instant::now();
+            client.batch_execute(&index.definition).await?;
+            tracing::debug!(
+                index = %index.name,
+                ms = started.elapsed().as_millis() as u64,
+                "demo ledger index built"
+            );
         }
-        .await;
-        drop(client);
-        let _ = driver.await;
-        result
-    }))
-    .await?;
-    Ok(())
+        Ok(())
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result
 }

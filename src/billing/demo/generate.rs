@@ -74,7 +74,7 @@ pub struct IdBases {
 }
 
 /// A ledger table the generator fills, in load order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     /// `ledger.accounts`.
     Accounts,
@@ -93,16 +93,32 @@ pub enum Table {
 }
 
 impl Table {
-    /// Every table, parents before children.
+    /// Every table, parents before children, and the largest table with
+    /// the most indexes (transactions, whose only parent is accounts) as
+    /// early as that allows: a large load builds a table's indexes as soon
+    /// as every part has copied it, while the other tables are copied.
     pub const ALL: [Table; 7] = [
         Table::Accounts,
+        Table::Transactions,
         Table::Subscriptions,
         Table::SubscriptionServices,
         Table::BillUnits,
         Table::UsageRecords,
         Table::Balances,
-        Table::Transactions,
     ];
+
+    /// The table's name in schema `ledger`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Accounts => "accounts",
+            Table::Subscriptions => "subscriptions",
+            Table::SubscriptionServices => "subscription_services",
+            Table::BillUnits => "bill_units",
+            Table::UsageRecords => "usage_records",
+            Table::Balances => "balances",
+            Table::Transactions => "transactions",
+        }
+    }
 
     /// The COPY statement whose columns [`encode`] writes, in order.
     pub fn copy_statement(self) -> &'static str {

@@ -12,6 +12,7 @@ use crate::db::{Db, DbError};
 pub mod bulk;
 mod copy_format;
 pub mod generate;
+mod rebuild;
 pub mod store;
 
 use store::{DemoLedgerSpec, LedgerCounts};
@@ -25,6 +26,9 @@ pub enum DemoError {
     /// The bulk load (COPY, indexes) on its own connections failed.
     #[error("demo ledger bulk load: {0}")]
     Bulk(#[from] tokio_postgres::Error),
+    /// The task building a table's indexes again stopped without an answer.
+    #[error("demo ledger index build: {0}")]
+    IndexBuild(String),
 }
 
 /// Accounts from which a load into a ledger holding no other client drops
@@ -39,6 +43,9 @@ pub struct DemoLedger {
     /// The anniversary days due on the business date: their accounts are
     /// the BILLING work items of that date's run.
     pub due_days: Vec<u32>,
+    /// Secondary indexes dropped for the load and built again (0 for a
+    /// small load or a ledger shared with other clients).
+    pub indexes_rebuilt: usize,
 }
 
 /// Accounts below which the demo ledger loads in one part.
@@ -65,10 +72,11 @@ fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
 /// accounts (`A0000001` upward): the client's ledger is removed and its
 /// catalogue created in one database transaction, the ids of the new rows
 /// reserved, then the rows generated in this process and copied in (binary
-/// COPY) in a few parts at once, each part one transaction on a connection
+/// COPY) in a few parts at once, each part one transaction per table on a connection
 /// of its own; on a ledger that holds no other client, a large load drops
-/// the secondary indexes first and builds them after. Then the ledger
-/// tables are analyzed. A load that fails part-way leaves part of the
+/// the secondary indexes first and builds each table's again as soon as
+/// every part has copied that table, while the other tables are copied.
+/// Then the ledger tables are analyzed. A load that fails part-way leaves part of the
 /// accounts; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
@@ -127,14 +135,14 @@ pub async fn load_demo_ledger(
         Vec::new()
     };
     let parts = load_parts(spec.accounts);
-    let copied = futures_util::future::try_join_all(
-        parts
-            .iter()
-            .map(|&(first, last)| bulk::copy_accounts(url, client_id, &spec, &ids, first, last)),
-    )
+    let rebuilds = rebuild::IndexRebuilds::new(url, &dropped, parts.len());
+    let copied_table = |table| rebuilds.copied(table);
+    let copied = futures_util::future::try_join_all(parts.iter().map(|&(first, last)| {
+        bulk::copy_accounts(url, client_id, &spec, &ids, first, last, &copied_table)
+    }))
     .await;
     // The indexes come back whether or not the rows went in.
-    let rebuilt = bulk::create_indexes(url, &dropped, parts.len()).await;
+    let rebuilt = rebuilds.finish().await;
     let copied = copied?;
     rebuilt?;
     store::finish_demo_ledger(&mut *db.conn().await?).await?;
@@ -156,7 +164,11 @@ pub async fn load_demo_ledger(
         indexes_rebuilt = dropped.len(),
         "demo ledger loaded"
     );
-    Ok(DemoLedger { counts, due_days })
+    Ok(DemoLedger {
+        counts,
+        due_days,
+        indexes_rebuilt: dropped.len(),
+    })
 }
 
 #[cfg(test)]
