@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use allegro_scheduler::proto::v1 as pb;
 
+use crate::processes::db;
 use crate::support::*;
 
 /// A server on `url` whose listings would stay in memory for an hour: a
@@ -71,11 +72,9 @@ fn described(name: &str, description: &str) -> pb::JobScheduleConfig {
     config
 }
 
+/// A session on `url` that has run `statement`.
 async fn sql(url: &str, statement: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = db(url).await;
     client.batch_execute(statement).await.unwrap();
     client
 }
@@ -187,7 +186,7 @@ async fn a_change_made_while_the_notifications_were_cut_off_is_listed() {
     );
     // Cut the hub's LISTEN connection and change the row at once, before
     // it connects again: meanwhile listings come from the database.
-    let admin = sql(&url, "SELECT 1").await;
+    let admin = db(&url).await;
     let listener = "SELECT pid FROM pg_stat_activity \
                     WHERE datname = current_database() AND query LIKE 'LISTEN%'";
     let cut: i32 = admin.query_one(listener, &[]).await.unwrap().get(0);

@@ -232,6 +232,20 @@ pub async fn list_page(
     })
 }
 
+/// [`list_page`], parsed.
+pub async fn load_page(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<JobScheduleConfig>, DbError> {
+    list_page(conn, client_id, after, limit)
+        .await?
+        .into_iter()
+        .map(JobScheduleConfig::try_from)
+        .collect()
+}
+
 /// Replaces the content of a configuration if its version is still
 /// `expected_version`; bumps the version. `None` when the configuration does
 /// not exist at that version.

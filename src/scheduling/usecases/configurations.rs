@@ -123,16 +123,11 @@ impl UseCases {
                 Some(ticket) => {
                     let mut conn = self.conn().await?;
                     let fetch = MAX_LISTED as i64 + 1;
-                    let rows = configs::list_page(&mut conn, client, None, fetch).await?;
-                    let listing = if rows.len() > MAX_LISTED {
+                    let all = configs::load_page(&mut conn, client, None, fetch).await?;
+                    let listing = if all.len() > MAX_LISTED {
                         Listing::TooMany
                     } else {
-                        Listing::Whole(
-                            rows.into_iter()
-                                .map(JobScheduleConfig::try_from)
-                                .collect::<Result<Vec<_>, DbError>>()?
-                                .into(),
-                        )
+                        Listing::Whole(all.into())
                     };
                     cache.fill(client, ticket, listing.clone());
                     Some(listing)
@@ -147,11 +142,7 @@ impl UseCases {
         }
         let mut conn = self.conn().await?;
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
-        let rows = configs::list_page(&mut conn, client, after, fetch).await?;
-        let configs = rows
-            .into_iter()
-            .map(JobScheduleConfig::try_from)
-            .collect::<Result<Vec<_>, DbError>>()?;
+        let configs = configs::load_page(&mut conn, client, after, fetch).await?;
         Ok(Page::from_fetched(configs, limit, |c| c.draft.name.clone()))
     }
 
