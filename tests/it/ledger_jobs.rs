@@ -1438,22 +1438,20 @@ async fn a_large_demo_load_builds_every_dropped_index_again() {
     let indexes = "SELECT indexname || ': ' || indexdef FROM pg_indexes \
                    WHERE schemaname = 'ledger' ORDER BY 1";
     let before = l.strings(indexes).await;
-    let secondary = l
-        .i64s(
-            "SELECT count(*) FROM pg_index i \
-             JOIN pg_class c ON c.oid = i.indexrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'ledger' \
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-        )
-        .await[0];
+    let keys = l.strings(LEDGER_CONSTRAINTS).await;
+    let rebuildable = l.i64s(REBUILDABLE_INDEXES).await[0];
     let date = d(2027, 2, 28);
     let demo = allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, 50_000, date)
         .await
         .unwrap();
     assert_eq!(demo.counts.accounts, 50_000);
-    assert_eq!(demo.indexes_rebuilt as i64, secondary);
+    // Secondary indexes and the keys of transactions, usage records,
+    // balances and the period keys of bill units.
+    assert_eq!(rebuildable, 13);
+    assert_eq!(demo.indexes_rebuilt as i64, rebuildable);
     assert_eq!(l.strings(indexes).await, before);
+    assert_eq!(l.strings(LEDGER_CONSTRAINTS).await, keys);
+    assert_eq!(l.i64s(RECORDED_DROPS).await[0], 0);
     let invalid = l
         .i64s(
             "SELECT count(*) FROM pg_index i \
@@ -1482,6 +1480,66 @@ async fn a_large_demo_load_builds_every_dropped_index_again() {
         l.i64s("SELECT count(*) FROM ledger.transactions WHERE client_id = 'acme'")
             .await[0],
         demo.counts.transactions
+    );
+}
+
+/// Every constraint of the ledger, with its definition.
+const LEDGER_CONSTRAINTS: &str = "SELECT conrelid::regclass::text || ' ' || conname || ': ' \
+     || pg_get_constraintdef(k.oid) FROM pg_constraint k \
+     JOIN pg_namespace n ON n.oid = k.connamespace WHERE n.nspname = 'ledger' ORDER BY 1";
+
+/// The ledger indexes a large load drops and builds again: those on the
+/// loaded tables that no foreign key refers to.
+const REBUILDABLE_INDEXES: &str = "SELECT count(*) FROM pg_index i \
+     JOIN pg_class c ON c.oid = i.indexrelid \
+     JOIN pg_class t ON t.oid = i.indrelid \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = 'ledger' AND t.relname NOT IN ('services', 'rate_schedules', 'rate_tiers', \
+           'dropped_indexes') \
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint f \
+                       WHERE f.contype = 'f' AND f.conindid = i.indexrelid)";
+
+/// Drops recorded and not yet built again.
+const RECORDED_DROPS: &str = "SELECT count(*) FROM ledger.dropped_indexes";
+
+/// A load that died after dropping the ledger's indexes and keys (here: the
+/// drop alone) leaves them recorded; the next load, even one too small to
+/// drop anything itself, builds every one of them again, and the keys
+/// refuse duplicates again.
+#[tokio::test]
+async fn a_load_builds_what_a_load_that_died_left_dropped() {
+    let l = Ledger::new().await;
+    let indexes = "SELECT indexname || ': ' || indexdef FROM pg_indexes \
+                   WHERE schemaname = 'ledger' ORDER BY 1";
+    let before = l.strings(indexes).await;
+    let keys = l.strings(LEDGER_CONSTRAINTS).await;
+    let dropped = allegro_scheduler::billing::demo::bulk::drop_rebuildable_indexes(l.db.url())
+        .await
+        .unwrap();
+    assert_eq!(dropped.len(), 13);
+    assert_eq!(l.i64s(RECORDED_DROPS).await[0], 13);
+    assert_ne!(l.strings(indexes).await, before);
+    assert_ne!(l.strings(LEDGER_CONSTRAINTS).await, keys);
+
+    let demo = allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, 200, d(2027, 2, 28))
+        .await
+        .unwrap();
+    assert_eq!(demo.indexes_rebuilt, 13);
+    assert_eq!(l.strings(indexes).await, before);
+    assert_eq!(l.strings(LEDGER_CONSTRAINTS).await, keys);
+    assert_eq!(l.i64s(RECORDED_DROPS).await[0], 0);
+    let duplicate =
+        l.pg.batch_execute(
+            "INSERT INTO ledger.transactions (client_id, account_id, transaction_type, \
+                 amount_minor, currency, idempotency_key) \
+             SELECT client_id, account_id, transaction_type, amount_minor, currency, \
+                    idempotency_key FROM ledger.transactions WHERE client_id = 'acme' LIMIT 1",
+        )
+        .await;
+    let message = format!("{:?}", duplicate.unwrap_err());
+    assert!(
+        message.contains("transactions_idempotency_key"),
+        "{message}"
     );
 }
 

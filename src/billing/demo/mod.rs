@@ -32,7 +32,8 @@ pub enum DemoError {
 }
 
 /// Accounts from which a load into a ledger holding no other client drops
-/// the secondary indexes and builds them again after.
+/// the indexes and keys no foreign key refers to and builds them again
+/// after.
 const REBUILD_INDEXES_MIN: i64 = 50_000;
 
 /// What [`load_demo_ledger`] loaded.
@@ -43,8 +44,9 @@ pub struct DemoLedger {
     /// The anniversary days due on the business date: their accounts are
     /// the BILLING work items of that date's run.
     pub due_days: Vec<u32>,
-    /// Secondary indexes dropped for the load and built again (0 for a
-    /// small load or a ledger shared with other clients).
+    /// Indexes and keys dropped for the load and built again (0 for a
+    /// small load or a ledger shared with other clients, unless an earlier
+    /// load died before building its own again).
     pub indexes_rebuilt: usize,
 }
 
@@ -72,10 +74,12 @@ fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
 /// accounts (`A0000001` upward): the client's ledger is removed and its
 /// catalogue created in one database transaction, the ids of the new rows
 /// reserved, then the rows generated in this process and copied in (binary
-/// COPY) in a few parts at once, each part one transaction per table on a connection
-/// of its own; on a ledger that holds no other client, a large load drops
-/// the secondary indexes first and builds each table's again as soon as
-/// every part has copied that table, while the other tables are copied.
+/// COPY) in a few parts at once, each part one transaction per table on a
+/// connection of its own; on a ledger that holds no other client, a large
+/// load drops the indexes and keys no foreign key refers to first (see
+/// [`bulk::drop_rebuildable_indexes`]) and builds each table's again as soon
+/// as every part has copied that table, while the other tables are copied;
+/// any load also builds again what a load that died part-way left dropped.
 /// Then the ledger tables are analyzed. A load that fails part-way leaves part of the
 /// accounts; loading again replaces them.
 ///
@@ -130,9 +134,9 @@ pub async fn load_demo_ledger(
     };
     let url = db.url();
     let dropped = if rebuild {
-        bulk::drop_secondary_indexes(url).await?
+        bulk::drop_rebuildable_indexes(url).await?
     } else {
-        Vec::new()
+        bulk::dropped_indexes(url).await?
     };
     let parts = load_parts(spec.accounts);
     let rebuilds = rebuild::IndexRebuilds::new(url, &dropped, parts.len());

@@ -150,7 +150,7 @@ async fn reserve(
 }
 
 /// Whether `client_id` is the only client with accounts in the ledger:
-/// then its load may drop and rebuild the ledger's secondary indexes.
+/// then its load may drop and rebuild the ledger's indexes and keys.
 pub async fn ledger_is_alone(
     conn: &mut AsyncPgConnection,
     client_id: &str,

@@ -1,0 +1,1 @@
+DROP TABLE ledger.dropped_indexes;
