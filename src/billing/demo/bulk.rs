@@ -130,8 +130,8 @@ pub struct DroppedIndex {
 /// key refers to stays (the constraint needs it). Building a key once over
 /// the loaded rows costs far less than inserting every row into it during
 /// the load (measured on two cores: 1,000,000 accounts load in about 75 s
-/// instead of about 95 s), and the generated rows are unique by construction; building
-/// the key checks that they are.
+/// instead of about 95 s), and the generated rows are unique by
+/// construction; building the key checks that they are.
 ///
 /// Each drop is recorded in `ledger.dropped_indexes` in the same
 /// transaction, and the list returned includes what an earlier load that
