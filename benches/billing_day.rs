@@ -321,8 +321,8 @@ async fn main() {
     };
     let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
     let daily = service.config("billing-day", &names).await;
-    let t = Instant::now();
     let ledger_pg = connect(&url).await;
+    let t = Instant::now();
     let mut jobs = service.run(&daily, date, &admin, &ledger_pg).await;
     // BILLING stops the schedule on its errored accounts (suspended,
     // cancelled subscriptions), as the product does; the true-ups of the

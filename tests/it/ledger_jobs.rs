@@ -1429,15 +1429,13 @@ async fn demo_ledger_gives_a_daily_run_real_work_and_real_errors() {
     );
 }
 
-/// A load large enough to drop the ledger's secondary indexes builds every
-/// one of them again (each table's while the next tables are copied), valid
-/// and as defined by the migrations.
+/// A load large enough to drop the ledger's indexes and keys that no
+/// foreign key needs builds every one of them again (each table's while the
+/// next tables are copied), valid and as defined by the migrations.
 #[tokio::test]
 async fn a_large_demo_load_builds_every_dropped_index_again() {
     let l = Ledger::new().await;
-    let indexes = "SELECT indexname || ': ' || indexdef FROM pg_indexes \
-                   WHERE schemaname = 'ledger' ORDER BY 1";
-    let before = l.strings(indexes).await;
+    let before = l.strings(LEDGER_INDEXES).await;
     let keys = l.strings(LEDGER_CONSTRAINTS).await;
     let rebuildable = l.i64s(REBUILDABLE_INDEXES).await[0];
     let date = d(2027, 2, 28);
@@ -1449,7 +1447,7 @@ async fn a_large_demo_load_builds_every_dropped_index_again() {
     // balances and the period keys of bill units.
     assert_eq!(rebuildable, 13);
     assert_eq!(demo.indexes_rebuilt as i64, rebuildable);
-    assert_eq!(l.strings(indexes).await, before);
+    assert_eq!(l.strings(LEDGER_INDEXES).await, before);
     assert_eq!(l.strings(LEDGER_CONSTRAINTS).await, keys);
     assert_eq!(l.i64s(RECORDED_DROPS).await[0], 0);
     let invalid = l
@@ -1483,6 +1481,10 @@ async fn a_large_demo_load_builds_every_dropped_index_again() {
     );
 }
 
+/// Every index of the ledger, with its definition.
+const LEDGER_INDEXES: &str = "SELECT indexname || ': ' || indexdef FROM pg_indexes \
+     WHERE schemaname = 'ledger' ORDER BY 1";
+
 /// Every constraint of the ledger, with its definition.
 const LEDGER_CONSTRAINTS: &str = "SELECT conrelid::regclass::text || ' ' || conname || ': ' \
      || pg_get_constraintdef(k.oid) FROM pg_constraint k \
@@ -1509,23 +1511,21 @@ const RECORDED_DROPS: &str = "SELECT count(*) FROM ledger.dropped_indexes";
 #[tokio::test]
 async fn a_load_builds_what_a_load_that_died_left_dropped() {
     let l = Ledger::new().await;
-    let indexes = "SELECT indexname || ': ' || indexdef FROM pg_indexes \
-                   WHERE schemaname = 'ledger' ORDER BY 1";
-    let before = l.strings(indexes).await;
+    let before = l.strings(LEDGER_INDEXES).await;
     let keys = l.strings(LEDGER_CONSTRAINTS).await;
     let dropped = allegro_scheduler::billing::demo::bulk::drop_rebuildable_indexes(l.db.url())
         .await
         .unwrap();
     assert_eq!(dropped.len(), 13);
     assert_eq!(l.i64s(RECORDED_DROPS).await[0], 13);
-    assert_ne!(l.strings(indexes).await, before);
+    assert_ne!(l.strings(LEDGER_INDEXES).await, before);
     assert_ne!(l.strings(LEDGER_CONSTRAINTS).await, keys);
 
     let demo = allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, 200, d(2027, 2, 28))
         .await
         .unwrap();
     assert_eq!(demo.indexes_rebuilt, 13);
-    assert_eq!(l.strings(indexes).await, before);
+    assert_eq!(l.strings(LEDGER_INDEXES).await, before);
     assert_eq!(l.strings(LEDGER_CONSTRAINTS).await, keys);
     assert_eq!(l.i64s(RECORDED_DROPS).await[0], 0);
     let duplicate =

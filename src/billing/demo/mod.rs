@@ -80,8 +80,8 @@ fn load_parts(accounts: i64) -> Vec<(i64, i64)> {
 /// [`bulk::drop_rebuildable_indexes`]) and builds each table's again as soon
 /// as every part has copied that table, while the other tables are copied;
 /// any load also builds again what a load that died part-way left dropped.
-/// Then the ledger tables are analyzed. A load that fails part-way leaves part of the
-/// accounts; loading again replaces them.
+/// Then the ledger tables are analyzed. A load that fails part-way leaves
+/// part of the accounts; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
 /// day before `business_date`, so the accounts whose anniversary is due on
