@@ -1,12 +1,12 @@
 //! The demo ledger's bulk SQL, on connections of its own (no statement
 //! timeout: a million accounts take longer than any request may): the
-//! generated rows go in by binary COPY, one statement per table and range
-//! of accounts, and on a ledger that holds no other client the indexes and
+//! generated rows go in by binary COPY, one statement per table, and on a ledger that holds no other client the indexes and
 //! keys that no foreign key needs are dropped before and built again after,
 //! which costs less than keeping them up to date row by row. See
 //! [`crate::billing::demo`].
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{pin_mut, SinkExt};
 use tokio_postgres::{Client, NoTls};
@@ -32,35 +32,38 @@ async fn connect(
     Ok((client, driver))
 }
 
-/// Copies the generated rows of accounts `first..=last` into every ledger
-/// table, one database transaction per table on a connection of its own,
-/// calling `copied` with each table once its rows are committed; parts
-/// with disjoint ranges may run at once. Per-row foreign key checks are off
-/// when the session may turn them off (`session_replication_role` is for
-/// superusers, which the embedded database, the tests and the benchmarks
-/// are): the rows refer to each other by construction. Elsewhere the checks
-/// stay and the load is slower, not different. Triggers are off too, and
-/// the ledger has none.
-pub async fn copy_accounts(
+/// Copies the generated rows of every account into the tables
+/// `next_table` hands out, one after the other until it hands out none, one
+/// database transaction and one COPY per table on a connection of its own,
+/// calling `copied` with each table once its rows are committed. Several
+/// such streams may share one `next_table`. Each table goes in by one
+/// stream, so its rows lie in the table nearly in key order (in one place
+/// in about 1,200 a row lands on an earlier page with room), which the
+/// keys kept during the load take at their right edge and the sorts of the
+/// builds after it take cheaply; several streams into one table interleave
+/// their pages, wait on each other to extend it, and measured slower (see
+/// [`super::load_demo_ledger`]). With `fk_checks_off` (see
+/// [`super::store::foreign_key_checks_can_be_off`]) the per-row foreign
+/// key checks are off, so a child table may be copied before or beside its
+/// parents: the rows refer to each other by construction. Triggers are off
+/// too, and the ledger has none. Without it, the tables must come parents
+/// first, from one stream.
+pub async fn copy_tables(
     url: &str,
     client_id: &str,
     spec: &DemoLedgerSpec,
     ids: &IdBases,
-    first: i64,
-    last: i64,
+    next_table: &(dyn Fn() -> Option<Table> + Sync),
+    fk_checks_off: bool,
     copied: &(dyn Fn(Table) + Sync),
 ) -> Result<LedgerCounts, tokio_postgres::Error> {
     let (mut client, driver) = connect(url).await?;
     let result = async {
-        let superuser: bool = client
-            .query_one("SELECT current_setting('is_superuser') = 'on'", &[])
-            .await?
-            .get(0);
         let mut counts = LedgerCounts::default();
-        for table in Table::ALL {
+        while let Some(table) = next_table() {
             let started = std::time::Instant::now();
             let tx = client.transaction().await?;
-            if superuser {
+            if fk_checks_off {
                 tx.batch_execute("SET LOCAL session_replication_role = replica")
                     .await?;
             }
@@ -70,9 +73,9 @@ pub async fn copy_accounts(
             pin_mut!(sink);
             sink.send(Cursor::new(CopyBuffer::header())).await?;
             let mut buffer = CopyBuffer::default();
-            let mut from = first;
-            while from <= last {
-                let to = (from + CHUNK_ACCOUNTS - 1).min(last);
+            let mut from = 1;
+            while from <= spec.accounts {
+                let to = (from + CHUNK_ACCOUNTS - 1).min(spec.accounts);
                 encode(table, spec, ids, client_id, from, to, &mut buffer);
                 from = to + 1;
                 if buffer.len() >= SEND_BYTES {
@@ -96,8 +99,6 @@ pub async fn copy_accounts(
             }
             tracing::debug!(
                 ?table,
-                first,
-                last,
                 rows,
                 ms = started.elapsed().as_millis() as u64,
                 "demo ledger rows copied"
@@ -222,9 +223,17 @@ async fn recorded(
 
 /// Creates `indexes` again, one after the other, on a connection of its
 /// own, each in a transaction that also removes its record of the drop.
+/// A build that starts while `copies_running` is set takes no parallel
+/// workers: beside the copies every core is busy already, and a parallel
+/// build spends more processor time in all than one process does (a
+/// primary key over 8.5 million transactions: 14.6 s on three processes
+/// sharing two cores, 21.3 s on one), which the copies would wait for.
+/// Once the copies are done the builds left use the server's parallel
+/// workers.
 pub async fn create_indexes(
     url: &str,
     indexes: &[DroppedIndex],
+    copies_running: &AtomicBool,
 ) -> Result<(), tokio_postgres::Error> {
     if indexes.is_empty() {
         return Ok(());
@@ -239,6 +248,11 @@ pub async fn create_indexes(
         for index in indexes {
             let started = std::time::Instant::now();
             let tx = client.transaction().await?;
+            let serial = copies_running.load(Ordering::Acquire);
+            if serial {
+                tx.batch_execute("SET LOCAL max_parallel_maintenance_workers = 0")
+                    .await?;
+            }
             tx.batch_execute(&index.definition).await?;
             tx.execute(
                 "DELETE FROM ledger.dropped_indexes WHERE index_name = $1",
@@ -248,6 +262,7 @@ pub async fn create_indexes(
             tx.commit().await?;
             tracing::debug!(
                 index = %index.name,
+                serial,
                 ms = started.elapsed().as_millis() as u64,
                 "demo ledger index built"
             );

@@ -93,10 +93,11 @@ pub enum Table {
 }
 
 impl Table {
-    /// Every table, parents before children, and the largest table with
-    /// the most indexes (transactions, whose only parent is accounts) as
-    /// early as that allows: a large load builds a table's indexes as soon
-    /// as every part has copied it, while the other tables are copied.
+    /// Every table, parents before children (the order of a load that
+    /// copies them one after the other), and the largest table with the
+    /// most indexes (transactions, whose only parent is accounts) as early
+    /// as that allows: a load builds a table's dropped indexes as soon as
+    /// it is copied, while the other tables are copied.
     pub const ALL: [Table; 7] = [
         Table::Accounts,
         Table::Transactions,

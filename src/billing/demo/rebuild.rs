@@ -1,11 +1,12 @@
 //! Building the dropped indexes of a large load again while the load goes
-//! on: a table's indexes are built as soon as every part has committed its
-//! rows of that table, beside the copies of the tables after it, so the
-//! index builds fill the time the copies spend waiting on the database's
-//! write-ahead log instead of all coming after the last copy.
+//! on: a table's indexes are built as soon as its rows are committed,
+//! beside the copies of the other tables, so the index builds fill the
+//! time the copies spend waiting on the database's write-ahead log instead
+//! of all coming after the last copy.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
@@ -16,7 +17,8 @@ use super::DemoError;
 /// The dropped indexes of one load, table by table, and the builds started.
 pub struct IndexRebuilds {
     url: String,
-    parts: usize,
+    /// Set until every table is copied (see [`bulk::create_indexes`]).
+    copies_running: Arc<AtomicBool>,
     state: Mutex<State>,
 }
 
@@ -24,14 +26,14 @@ pub struct IndexRebuilds {
 struct State {
     /// Indexes not yet being built, by table.
     waiting: HashMap<String, Vec<DroppedIndex>>,
-    /// Parts that have committed each table.
-    copied: HashMap<Table, usize>,
+    /// Tables copied so far.
+    copied: usize,
     builds: Vec<JoinHandle<Result<(), tokio_postgres::Error>>>,
 }
 
 impl IndexRebuilds {
-    /// Rebuilds of `dropped` for a load in `parts` parts into `url`.
-    pub fn new(url: &str, dropped: &[DroppedIndex], parts: usize) -> Self {
+    /// Rebuilds of `dropped` for a load into `url`.
+    pub fn new(url: &str, dropped: &[DroppedIndex]) -> Self {
         let mut waiting: HashMap<String, Vec<DroppedIndex>> = HashMap::new();
         for index in dropped {
             waiting
@@ -41,7 +43,7 @@ impl IndexRebuilds {
         }
         Self {
             url: url.to_string(),
-            parts,
+            copies_running: Arc::new(AtomicBool::new(true)),
             state: Mutex::new(State {
                 waiting,
                 ..State::default()
@@ -55,22 +57,26 @@ impl IndexRebuilds {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One part committed its rows of `table`: once all have, the table's
-    /// indexes start building (largest first, as dropped).
+    /// The rows of `table` are committed: its indexes start building
+    /// (keys first, as dropped).
     pub fn copied(&self, table: Table) {
         let mut state = self.state();
-        let done = state.copied.entry(table).or_default();
-        *done += 1;
-        if *done == self.parts {
-            if let Some(indexes) = state.waiting.remove(table.name()) {
-                let url = self.url.clone();
-                let build = tokio::spawn(async move { bulk::create_indexes(&url, &indexes).await });
-                state.builds.push(build);
-            }
+        state.copied += 1;
+        if state.copied == Table::ALL.len() {
+            self.copies_running.store(false, Ordering::Release);
+        }
+        if let Some(indexes) = state.waiting.remove(table.name()) {
+            let url = self.url.clone();
+            let copies_running = Arc::clone(&self.copies_running);
+            let build =
+                tokio::spawn(
+                    async move { bulk::create_indexes(&url, &indexes, &copies_running).await },
+                );
+            state.builds.push(build);
         }
     }
 
-    /// Builds whatever has not started (a part failed before copying its
+    /// Builds whatever has not started (a stream failed before copying its
     /// table: the indexes come back whether or not the rows went in) and
     /// waits for every build; the first error, if any.
     pub async fn finish(self) -> Result<(), DemoError> {
@@ -78,8 +84,9 @@ impl IndexRebuilds {
             .state
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.copies_running.store(false, Ordering::Release);
         let rest: Vec<DroppedIndex> = state.waiting.into_values().flatten().collect();
-        let mut result = bulk::create_indexes(&self.url, &rest)
+        let mut result = bulk::create_indexes(&self.url, &rest, &self.copies_running)
             .await
             .map_err(DemoError::from);
         for build in state.builds {

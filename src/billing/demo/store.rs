@@ -70,7 +70,7 @@ pub struct LedgerCounts {
 
 /// Starts a demo ledger for `client_id` in one database transaction:
 /// removes the client's ledger and creates its catalogue (services, rate
-/// schedules and tiers), which every part of the accounts refers to.
+/// schedules and tiers), which the generated rows refer to.
 pub async fn reset_demo_ledger(
     conn: &mut AsyncPgConnection,
     client_id: &str,
@@ -93,6 +93,12 @@ struct Reserved {
 struct Alone {
     #[diesel(sql_type = Bool)]
     alone: bool,
+}
+
+#[derive(QueryableByName)]
+struct Superuser {
+    #[diesel(sql_type = Bool)]
+    superuser: bool,
 }
 
 /// Reserves the ids of a load of `accounts` accounts in the identity
@@ -162,6 +168,18 @@ pub async fn ledger_is_alone(
     .get_result(conn)
     .await?;
     Ok(alone.alone)
+}
+
+/// Whether this session may turn off per-row foreign key checks
+/// (`session_replication_role` is for superusers, which the embedded
+/// database, the tests and the benchmarks are): then a load may copy a
+/// child table before or beside its parents.
+pub async fn foreign_key_checks_can_be_off(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {
+    let row: Superuser =
+        diesel::sql_query("SELECT current_setting('is_superuser') = 'on' AS superuser")
+            .get_result(conn)
+            .await?;
+    Ok(row.superuser)
 }
 
 /// Ends a demo ledger load: statistics for the jobs' queries right away,
