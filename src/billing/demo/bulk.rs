@@ -32,22 +32,21 @@ async fn connect(
     Ok((client, driver))
 }
 
-/// Copies the generated rows of every account into the tables
-/// `next_table` hands out, one after the other until it hands out none, one
-/// database transaction and one COPY per table on a connection of its own,
-/// calling `copied` with each table once its rows are committed. Several
-/// such streams may share one `next_table`. Each table goes in by one
-/// stream, so its rows lie in the table nearly in key order (in one place
-/// in about 1,200 a row lands on an earlier page with room), which the
-/// keys kept during the load take at their right edge and the sorts of the
-/// builds after it take cheaply; several streams into one table interleave
-/// their pages, wait on each other to extend it, and measured slower (see
-/// [`super::load_demo_ledger`]). With `fk_checks_off` (see
-/// [`super::store::foreign_key_checks_can_be_off`]) the per-row foreign
-/// key checks are off, so a child table may be copied before or beside its
-/// parents: the rows refer to each other by construction. Triggers are off
-/// too, and the ledger has none. Without it, the tables must come parents
-/// first, from one stream.
+/// Copies the generated rows of every account into the tables `next_table`
+/// hands out, one after the other until it hands out none, one database
+/// transaction and one COPY per table on a connection of its own, calling
+/// `copied` with each table once its rows are committed. Several such
+/// streams may share one `next_table`. Each table goes in by one stream, so
+/// its rows lie in the table nearly in key order (in one place in about
+/// 1,200 a row lands on an earlier page with room), and the keys kept
+/// during the load take them at their right edge; several streams into one
+/// table interleave their pages, wait on each other to extend it, and
+/// measured slower (see `copy_plan` in [`super`]). With `fk_checks_off`
+/// (see [`super::store::foreign_key_checks_can_be_off`]) the per-row
+/// foreign key checks are off, so a child table may be copied before or
+/// beside its parents: the rows refer to each other by construction.
+/// Triggers are off too, and the ledger has none. Without it, the tables
+/// must come parents first, from one stream.
 pub async fn copy_tables(
     url: &str,
     client_id: &str,

@@ -90,13 +90,13 @@ fn copy_plan(accounts: i64, fk_checks_off: bool) -> (Vec<Table>, usize) {
 /// catalogue created in one database transaction, the ids of the new rows
 /// reserved, then the rows generated in this process and copied in (binary
 /// COPY), one transaction per table, a few tables at once on connections of
-/// their own (see [`copy_plan`]); on a ledger that holds no other client, a large
-/// load drops the indexes and keys no foreign key refers to first (see
-/// [`bulk::drop_rebuildable_indexes`]) and builds each table's again as soon
-/// as that table is copied, while the other tables are copied;
-/// any load also builds again what a load that died part-way left dropped.
-/// Then the ledger tables are analyzed. A load that fails part-way leaves
-/// some of the rows; loading again replaces them.
+/// their own (see `copy_plan`); on a ledger that holds no other client, a
+/// large load drops the indexes and keys no foreign key refers to first
+/// (see [`bulk::drop_rebuildable_indexes`]) and builds each table's again
+/// as soon as that table is copied, while the other tables are copied; any
+/// load also builds again what a load that died part-way left dropped. Then
+/// the ledger tables are analyzed. A load that fails part-way leaves some
+/// of the rows; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
 /// day before `business_date`, so the accounts whose anniversary is due on
