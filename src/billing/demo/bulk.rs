@@ -1,9 +1,9 @@
 //! The demo ledger's bulk SQL, on connections of its own (no statement
 //! timeout: a million accounts take longer than any request may): the
-//! generated rows go in by binary COPY, one statement per table, and on a ledger that holds no other client the indexes and
-//! keys that no foreign key needs are dropped before and built again after,
-//! which costs less than keeping them up to date row by row. See
-//! [`crate::billing::demo`].
+//! generated rows go in by binary COPY, one statement per table, and on a
+//! ledger that holds no other client the indexes and keys that no foreign
+//! key needs are dropped before and built again after, which costs less
+//! than keeping them up to date row by row. See [`crate::billing::demo`].
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -64,9 +64,10 @@ const ONE_STREAM_MAX: i64 = 20_000;
 /// five others. Measured on two cores for 1,000,000 accounts: four streams
 /// each copying every table for a quarter of the accounts loaded in 155.9,
 /// 149.9 and 148.3 s, one stream copying every table in 141.5 s, three
-/// streams a table each in 135.2 and 146.1 s; two streams taking the
-/// largest tables first in 149.3 s (the builds of the first tables then
-/// slowed the copy of transactions, whose five index builds come last).
+/// streams a table each in 135.2 and 146.1 s (121.1 and 137.4 s in two
+/// full benchmark runs); two streams taking the largest tables first in
+/// 149.3 s (the builds of the first tables then slowed the copy of
+/// transactions, whose five index builds came last).
 fn copy_plan(accounts: i64, fk_checks_off: bool) -> (Vec<Table>, usize) {
     if accounts <= ONE_STREAM_MAX || !fk_checks_off {
         return (Table::ALL.to_vec(), 1);
