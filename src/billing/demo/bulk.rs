@@ -32,6 +32,26 @@ async fn connect(
     Ok((client, driver))
 }
 
+/// What the streams of one load may do beyond a plain COPY.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyMode {
+    /// The per-row foreign key checks are off (see
+    /// [`super::store::foreign_key_checks_can_be_off`]), so a child table
+    /// may be copied before or beside its parents: the rows refer to each
+    /// other by construction. Triggers are off too, and the ledger has none.
+    /// Without it, the tables must come parents first, from one stream.
+    pub fk_checks_off: bool,
+    /// The ledger holds no other client (a large load, see
+    /// [`drop_rebuildable_indexes`]): a leaf table (see
+    /// [`Table::is_referenced`]) found empty under an exclusive lock is
+    /// truncated in the copying transaction and copied with `FREEZE`. Its
+    /// rows are then written frozen and its pages all-visible, so the first
+    /// scan after the load (the index builds') does not write every page
+    /// again to set its rows' hint bits, and no vacuum has to freeze them
+    /// later.
+    pub freeze_leaves: bool,
+}
+
 /// Copies the generated rows of every account into the tables `next_table`
 /// hands out, one after the other until it hands out none, one database
 /// transaction and one COPY per table on a connection of its own, calling
@@ -41,19 +61,15 @@ async fn connect(
 /// 1,200 a row lands on an earlier page with room), and the keys kept
 /// during the load take them at their right edge; several streams into one
 /// table interleave their pages, wait on each other to extend it, and
-/// measured slower (see `copy_plan` in [`super`]). With `fk_checks_off`
-/// (see [`super::store::foreign_key_checks_can_be_off`]) the per-row
-/// foreign key checks are off, so a child table may be copied before or
-/// beside its parents: the rows refer to each other by construction.
-/// Triggers are off too, and the ledger has none. Without it, the tables
-/// must come parents first, from one stream.
+/// measured slower (see `copy_plan` in [`super`]). See [`CopyMode`] for
+/// what `mode` allows.
 pub async fn copy_tables(
     url: &str,
     client_id: &str,
     spec: &DemoLedgerSpec,
     ids: &IdBases,
     next_table: &(dyn Fn() -> Option<Table> + Sync),
-    fk_checks_off: bool,
+    mode: CopyMode,
     copied: &(dyn Fn(Table) + Sync),
 ) -> Result<LedgerCounts, tokio_postgres::Error> {
     let (mut client, driver) = connect(url).await?;
@@ -62,13 +78,34 @@ pub async fn copy_tables(
         while let Some(table) = next_table() {
             let started = std::time::Instant::now();
             let tx = client.transaction().await?;
-            if fk_checks_off {
+            if mode.fk_checks_off {
                 tx.batch_execute("SET LOCAL session_replication_role = replica")
                     .await?;
             }
-            let sink = tx
-                .copy_in::<_, Cursor<Vec<u8>>>(table.copy_statement())
+            let freeze = mode.freeze_leaves && !table.is_referenced() && {
+                let name = table.name();
+                tx.batch_execute(&format!(
+                    "LOCK TABLE ledger.{name} IN ACCESS EXCLUSIVE MODE"
+                ))
                 .await?;
+                let empty: bool = tx
+                    .query_one(
+                        &format!("SELECT NOT EXISTS (SELECT 1 FROM ledger.{name})"),
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                if empty {
+                    tx.batch_execute(&format!("TRUNCATE ledger.{name}")).await?;
+                }
+                empty
+            };
+            let statement = if freeze {
+                format!("{} FREEZE", table.copy_statement())
+            } else {
+                table.copy_statement().to_string()
+            };
+            let sink = tx.copy_in::<_, Cursor<Vec<u8>>>(&statement).await?;
             pin_mut!(sink);
             sink.send(Cursor::new(CopyBuffer::header())).await?;
             let mut buffer = CopyBuffer::default();
@@ -99,6 +136,7 @@ pub async fn copy_tables(
             tracing::debug!(
                 ?table,
                 rows,
+                freeze,
                 ms = started.elapsed().as_millis() as u64,
                 "demo ledger rows copied"
             );

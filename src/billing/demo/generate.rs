@@ -121,6 +121,17 @@ impl Table {
         }
     }
 
+    /// Whether a foreign key refers to the table (only the ledger's leaves,
+    /// usage records, balances and transactions, have none): a leaf can be
+    /// truncated on its own, and so copied with `FREEZE` (see
+    /// [`super::bulk::copy_tables`]).
+    pub fn is_referenced(self) -> bool {
+        !matches!(
+            self,
+            Table::UsageRecords | Table::Balances | Table::Transactions
+        )
+    }
+
     /// The COPY statement whose columns [`encode`] writes, in order.
     pub fn copy_statement(self) -> &'static str {
         match self {

@@ -155,6 +155,10 @@ pub async fn load_demo_ledger(
     } else {
         bulk::dropped_indexes(url).await?
     };
+    let mode = bulk::CopyMode {
+        fk_checks_off,
+        freeze_leaves: rebuild,
+    };
     let (order, streams) = copy_plan(spec.accounts, fk_checks_off);
     let queue = std::sync::Mutex::new(std::collections::VecDeque::from(order));
     let next_table = || {
@@ -172,7 +176,7 @@ pub async fn load_demo_ledger(
             &spec,
             &ids,
             &next_table,
-            fk_checks_off,
+            mode,
             &copied_table,
         )
     }))
