@@ -234,11 +234,15 @@ impl<'a> Account<'a> {
         }
     }
 
+    /// The account's services with their slot (0 data, 1 voice), in the
+    /// order of their ids (`DATA_MB` before `VOICE_MIN`): each table's rows
+    /// are generated in the order of its keys, so the index builds after a
+    /// large load sort presorted input.
     fn services(&self) -> impl Iterator<Item = (usize, &'static DemoService)> {
         let data = self.n % 3 != 1;
-        [(0, &VOICE), (1, &DATA)]
+        [(0, &DATA), (1, &VOICE)]
             .into_iter()
-            .filter(move |(i, _)| *i == 0 || data)
+            .filter(move |(i, _)| *i == 1 || data)
     }
 
     fn has_bill_unit(&self) -> bool {
@@ -268,7 +272,7 @@ impl<'a> Account<'a> {
         let (start, _) = self.period;
         let last_day = self.spec.business_date.pred_opt().unwrap_or(start);
         let days = (last_day - start).num_days().max(0) + 1;
-        let first_index = if slot == 0 { 0 } else { VOICE.records };
+        let first_index = if slot == 0 { 0 } else { DATA.records };
         let mut left = s.allowance;
         let mut out = Vec::new();
         for j in 0..s.records {
@@ -392,13 +396,7 @@ pub fn encode(
                 for (_, s) in a.services() {
                     let total = a.total(s);
                     let off = if a.fault == 5 { 7 } else { 0 };
-                    out.row(6)
-                        .text(client)
-                        .i64(a.bill_unit_id(ids))
-                        .text(s.id)
-                        .text("ALLOWANCE")
-                        .i64(s.allowance)
-                        .i64(s.allowance - total.min(s.allowance));
+                    // In key order: ACCUMULATOR before ALLOWANCE.
                     out.row(6)
                         .text(client)
                         .i64(a.bill_unit_id(ids))
@@ -406,6 +404,13 @@ pub fn encode(
                         .text("ACCUMULATOR")
                         .i64(0)
                         .i64(total + off);
+                    out.row(6)
+                        .text(client)
+                        .i64(a.bill_unit_id(ids))
+                        .text(s.id)
+                        .text("ALLOWANCE")
+                        .i64(s.allowance)
+                        .i64(s.allowance - total.min(s.allowance));
                 }
             }
             Table::Transactions if a.has_bill_unit() => {
