@@ -1479,6 +1479,46 @@ async fn a_large_demo_load_builds_every_dropped_index_again() {
             .await[0],
         demo.counts.transactions
     );
+    // The leaf tables went in by COPY FREEZE: every page all-visible (as
+    // the load's ANALYZE counted them), with no vacuum run.
+    assert_eq!(l.i64s(LEAVES_NOT_ALL_VISIBLE).await[0], 0);
+}
+
+/// The ledger's leaf tables (no foreign key refers to them) with a page
+/// not all-visible, or no page at all, as ANALYZE last counted them.
+const LEAVES_NOT_ALL_VISIBLE: &str = "SELECT count(*) FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = 'ledger' AND c.relname IN ('transactions', 'usage_records', 'balances') \
+       AND NOT (c.relpages > 0 AND c.relallvisible = c.relpages)";
+
+/// A large load beside another client's ledger truncates nothing and drops
+/// no index: the other client's rows stay, every one of them.
+#[tokio::test]
+async fn a_large_demo_load_beside_another_client_keeps_its_rows() {
+    let l = Ledger::new().await;
+    let date = d(2027, 2, 28);
+    allegro_scheduler::billing::demo::load_demo_ledger(&l.db, "other", 200, date)
+        .await
+        .unwrap();
+    const OTHERS: &str = "SELECT n FROM ( \
+         SELECT 1 AS k, count(*) AS n FROM ledger.transactions WHERE client_id = 'other' \
+         UNION ALL SELECT 2, count(*) FROM ledger.usage_records WHERE client_id = 'other' \
+         UNION ALL SELECT 3, count(*) FROM ledger.balances WHERE client_id = 'other') c \
+         ORDER BY k";
+    let others = l.i64s(OTHERS).await;
+    assert!(others.iter().all(|&rows| rows > 0), "{others:?}");
+
+    let demo = allegro_scheduler::billing::demo::load_demo_ledger(&l.db, ACME, 50_000, date)
+        .await
+        .unwrap();
+    assert_eq!(demo.counts.accounts, 50_000);
+    assert_eq!(demo.indexes_rebuilt, 0);
+    assert_eq!(l.i64s(OTHERS).await, others);
+    assert_eq!(
+        l.i64s("SELECT count(*) FROM ledger.transactions WHERE client_id = 'acme'")
+            .await[0],
+        demo.counts.transactions
+    );
 }
 
 /// Every index of the ledger, with its definition.

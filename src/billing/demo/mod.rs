@@ -93,10 +93,12 @@ fn copy_plan(accounts: i64, fk_checks_off: bool) -> (Vec<Table>, usize) {
 /// COPY), one transaction per table, a few tables at once on connections of
 /// their own (see `copy_plan`); on a ledger that holds no other client, a
 /// large load drops the indexes and keys no foreign key refers to first
-/// (see [`bulk::drop_rebuildable_indexes`]) and builds each table's again
-/// as soon as that table is copied, while the other tables are copied; any
-/// load also builds again what a load that died part-way left dropped. Then
-/// the ledger tables are analyzed. A load that fails part-way leaves some
+/// (see [`bulk::drop_rebuildable_indexes`]), copies the leaf tables with
+/// `FREEZE` (see [`bulk::CopyMode`]) and builds each table's indexes again
+/// as soon as that table is copied, while the other tables are copied;
+/// each table's rows are generated in the order of its keys, so those
+/// builds sort presorted input. Any load also builds again what a load
+/// that died part-way left dropped. Then the ledger tables are analyzed. A load that fails part-way leaves some
 /// of the rows; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
