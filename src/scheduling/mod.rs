@@ -7,7 +7,8 @@
 //!   execution actions, execution queries, status stream). Every front end
 //!   calls these functions; no rule lives in a handler.
 //! - [`engine`]: the runtime that plans work items, claims batches under a
-//!   lease and advances executions; [`scheduler`] starts automatic runs.
+//!   lease and advances executions; [`engine::scheduler`] starts automatic
+//!   runs.
 //! - [`watch`]: the process-wide event hub and a watcher's session.
 //! - [`domain`]: the pure core: configuration rules, the calendar, the
 //!   execution state machine, events. No I/O, no diesel.

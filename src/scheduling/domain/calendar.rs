@@ -194,7 +194,7 @@ fn rule_anchor(start: Option<NaiveDate>) -> DateTime<rrule::Tz> {
         .with_timezone(&rrule::Tz::UTC)
 }
 
-/// The dates of `rule` counted from `start` (see [`rule_anchor`]), from
+/// The dates of `rule` counted from `start` (see `rule_anchor`), from
 /// `from` on, ascending, ending where the rule
 /// does or where the `rrule` crate's iteration limit gives up (100,000
 /// periods without a match). Also used to refuse rules that never fire.

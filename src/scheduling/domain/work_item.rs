@@ -9,7 +9,7 @@ pub struct PlannedItem {
     pub payload: serde_json::Value,
 }
 
-/// One work item handed to [`JobType::process`].
+/// One work item handed to [`crate::scheduling::job::JobType::process`].
 #[derive(Debug, Clone)]
 pub struct WorkItem {
     /// Position of the item in its job run, from 1.

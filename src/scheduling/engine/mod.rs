@@ -1,5 +1,5 @@
 //! The runtime: the workers that plan work items, claim batches under a
-//! lease and advance executions job by job ([`worker`]), the scheduler of
+//! lease and advance executions job by job (`worker`), the scheduler of
 //! automatic runs ([`scheduler`]), and the one way an execution's change is
 //! written ([`transition`]). The use cases drive it; it never calls them.
 
@@ -161,7 +161,7 @@ impl Engine {
     }
 
     /// Whether this process's workers are planning or processing now (or
-    /// finished a batch within the last [`PROCESSING_WINDOW`]): the request
+    /// finished a batch within the last `PROCESSING_WINDOW`): the request
     /// side then yields database capacity to them (see
     /// `UseCases::with_read_gate`).
     pub fn is_processing(&self) -> bool {

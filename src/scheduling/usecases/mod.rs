@@ -70,7 +70,7 @@ struct ReadGate {
 }
 
 /// A request's connection; while the engine processes it also holds a
-/// place at the [`ReadGate`], given back with the connection.
+/// place at the `ReadGate`, given back with the connection.
 pub struct RequestConn {
     conn: Conn,
     _place: Option<OwnedSemaphorePermit>,

@@ -142,7 +142,7 @@ impl EventHub {
 
     /// Events pending delivery: rows this hub has read from the event table
     /// and broadcast that at least one open status stream of this process
-    /// has not yet taken (summed over clients; at most [`TAIL_BUFFER`] per
+    /// has not yet taken (summed over clients; at most `TAIL_BUFFER` per
     /// client, since a stream further behind reads the table itself).
     pub fn pending_delivery(&self) -> u64 {
         let clients = self
