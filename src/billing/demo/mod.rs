@@ -95,11 +95,11 @@ fn copy_plan(accounts: i64, fk_checks_off: bool) -> (Vec<Table>, usize) {
 /// large load drops the indexes and keys no foreign key refers to first
 /// (see [`bulk::drop_rebuildable_indexes`]), copies the leaf tables with
 /// `FREEZE` (see [`bulk::CopyMode`]) and builds each table's indexes again
-/// as soon as that table is copied, while the other tables are copied;
-/// each table's rows are generated in the order of its keys, so those
-/// builds sort presorted input. Any load also builds again what a load
-/// that died part-way left dropped. Then the ledger tables are analyzed. A load that fails part-way leaves some
-/// of the rows; loading again replaces them.
+/// as soon as that table is copied, while the other tables are copied; each
+/// table's rows are generated in the order of its keys, so those builds
+/// sort presorted input. Any load also builds again what a load that died
+/// part-way left dropped. Then the ledger tables are analyzed. A load that
+/// fails part-way leaves some of the rows; loading again replaces them.
 ///
 /// Every account's open bill unit is the billing period that contains the
 /// day before `business_date`, so the accounts whose anniversary is due on
