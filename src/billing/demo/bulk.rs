@@ -85,24 +85,9 @@ pub async fn copy_tables(
                 tx.batch_execute("SET LOCAL session_replication_role = replica")
                     .await?;
             }
-            let freeze = mode.freeze_leaves && !table.is_referenced() && {
-                let name = table.name();
-                tx.batch_execute(&format!(
-                    "LOCK TABLE ledger.{name} IN ACCESS EXCLUSIVE MODE"
-                ))
-                .await?;
-                let empty: bool = tx
-                    .query_one(
-                        &format!("SELECT NOT EXISTS (SELECT 1 FROM ledger.{name})"),
-                        &[],
-                    )
-                    .await?
-                    .get(0);
-                if empty {
-                    tx.batch_execute(&format!("TRUNCATE ledger.{name}")).await?;
-                }
-                empty
-            };
+            let freeze = mode.freeze_leaves
+                && !table.is_referenced()
+                && truncate_if_empty(&tx, table).await?;
             let statement = if freeze {
                 format!("{} FREEZE", table.copy_statement())
             } else {
@@ -150,6 +135,31 @@ pub async fn copy_tables(
     drop(client);
     let _ = driver.await;
     result
+}
+
+/// Truncates `table` in `tx` if it holds no row, checked under an
+/// exclusive lock held to the end of `tx`, so no row can arrive in between:
+/// whether it did, and so whether the COPY in `tx` may use `FREEZE`.
+async fn truncate_if_empty(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: Table,
+) -> Result<bool, tokio_postgres::Error> {
+    let name = table.name();
+    tx.batch_execute(&format!(
+        "LOCK TABLE ledger.{name} IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await?;
+    let empty: bool = tx
+        .query_one(
+            &format!("SELECT NOT EXISTS (SELECT 1 FROM ledger.{name})"),
+            &[],
+        )
+        .await?
+        .get(0);
+    if empty {
+        tx.batch_execute(&format!("TRUNCATE ledger.{name}")).await?;
+    }
+    Ok(empty)
 }
 
 /// An index or key of the ledger, as dropped for a load.
